@@ -1,0 +1,81 @@
+/*
+ * `vid2mp3 all`: every built service in one process, embedded backends
+ * unless the distributed ones are configured. Today that is the auth
+ * service; later services join here as threads of the same process.
+ */
+#include "cli/cli.h"
+
+#include "auth/auth.h"
+#include "core/fsutil.h"
+#include "core/log.h"
+#include "core/service.h"
+
+#include <sodium.h>
+#include <string.h>
+
+/* The JWT secret: JWT_SECRET, or one generated once and kept in DATA_DIR. */
+static int load_secret(const struct config *cfg, char *out, size_t outlen, char *err,
+                       size_t errlen)
+{
+    if (cfg->jwt_secret != NULL) {
+        snprintf(out, outlen, "%s", cfg->jwt_secret);
+        return 0;
+    }
+    char path[4096];
+    int rc = fsutil_mkdirs(cfg->data_dir, 0700);
+    if (rc == 0) {
+        snprintf(path, sizeof(path), "%s/jwt-secret", cfg->data_dir);
+        rc = fsutil_secret_load_or_create(path, out, outlen);
+    }
+    if (rc != 0)
+        snprintf(err, errlen, "JWT_SECRET unset and %s/jwt-secret unusable: %s", cfg->data_dir,
+                 strerror(-rc));
+    return rc;
+}
+
+int all_main(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    struct config cfg;
+    char err[512], secret[256];
+    int rc = service_config(&cfg, "all");
+    if (rc != 0)
+        return rc;
+    service_block_signals();
+
+    struct users *users = NULL;
+    struct auth *a = NULL;
+    struct http_server *auth_srv = NULL;
+    rc = EXIT_FAILURE_RUNTIME;
+    if (load_secret(&cfg, secret, sizeof(secret), err, sizeof(err)) != 0)
+        goto fail;
+    users = users_open(&cfg, err, sizeof(err));
+    if (users == NULL)
+        goto fail;
+    a = auth_new(&cfg, users, secret, err, sizeof(err));
+    sodium_memzero(secret, sizeof(secret));
+    if (a == NULL)
+        goto fail;
+    auth_srv = auth_serve(a, &cfg, -1, err, sizeof(err));
+    if (auth_srv == NULL)
+        goto fail;
+    log_info("vid2mp3 all running",
+             json_pack("{s:s, s:i, s:s, s:s, s:[s,s,s]}", "address", cfg.bind_address,
+                       "auth_port", http_server_port(auth_srv), "users", users->ops->name,
+                       "data_dir", cfg.data_dir, "not_built_yet", "gateway", "converter",
+                       "notifier"));
+
+    int sig = service_wait_signal();
+    log_info("stopping", json_pack("{s:i}", "signal", sig));
+    http_server_stop(auth_srv, (int)cfg.shutdown_grace);
+    log_info("stopped", NULL);
+    rc = EXIT_OK;
+    goto out;
+fail:
+    log_error("vid2mp3 all failed to start", json_pack("{s:s}", "reason", err));
+out:
+    auth_free(a);
+    users_free(users);
+    return rc;
+}

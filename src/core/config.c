@@ -1,0 +1,146 @@
+/* config: see config.h. One table row per variable; no other code reads env. */
+#include "core/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum var_type { VAR_STR, VAR_LONG, VAR_LEVEL, VAR_ADDR };
+
+struct var {
+    const char *name;
+    enum var_type type;
+    size_t offset;      /* into struct config */
+    const char *defval; /* NULL: unset unless given */
+    long min, max;      /* VAR_LONG bounds */
+    bool secret;
+};
+
+#define STR(n, f, d, s) {n, VAR_STR, offsetof(struct config, f), d, 0, 0, s}
+#define NUM(n, f, d, lo, hi) {n, VAR_LONG, offsetof(struct config, f), d, lo, hi, false}
+
+static const struct var vars[] = {
+    {"BIND_ADDRESS", VAR_ADDR, offsetof(struct config, bind_address), "0.0.0.0", 0, 0, false},
+    NUM("AUTH_PORT", auth_port, "5000", 0, 65535),
+    STR("DATA_DIR", data_dir, "./data", false),
+    {"LOG_LEVEL", VAR_LEVEL, offsetof(struct config, log_level), "info", 0, 0, false},
+    NUM("SHUTDOWN_GRACE_SECONDS", shutdown_grace, "25", 0, 3600),
+    STR("MYSQL_HOST", mysql_host, NULL, false),
+    STR("MYSQL_USER", mysql_user, NULL, false),
+    STR("MYSQL_PASSWORD", mysql_password, "", true),
+    STR("MYSQL_DB", mysql_db, NULL, false),
+    NUM("MYSQL_PORT", mysql_port, "3306", 1, 65535),
+    STR("JWT_SECRET", jwt_secret, NULL, true),
+    STR("JWT_ISSUER", jwt_issuer, "vid2mp3", false),
+    NUM("JWT_TTL_SECONDS", jwt_ttl, "86400", 60, 2592000),
+    NUM("LOGIN_MAX_FAILURES", login_max_failures, "10", 1, 100),
+    NUM("LOGIN_WINDOW_SECONDS", login_window, "300", 1, 86400),
+    NUM("HASH_CONCURRENCY", hash_concurrency, "2", 1, 64),
+};
+
+static const char *const levels[] = {"debug", "info", "warn", "error"};
+
+static int parse_long(const char *s, long lo, long hi, long *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int load_var(const struct var *v, struct config *c, char *err, size_t errlen)
+{
+    const char *s = getenv(v->name);
+    if (s != NULL && s[0] == '\0')
+        s = NULL; /* an empty variable means "not set", as in most shells' idiom */
+    if (s == NULL)
+        s = v->defval;
+    char *field = (char *)c + v->offset;
+
+    switch (v->type) {
+    case VAR_STR:
+        *(const char **)field = s;
+        return 0;
+    case VAR_LONG:
+        if (parse_long(s, v->min, v->max, (long *)field) != 0) {
+            snprintf(err, errlen, "%s: must be an integer from %ld to %ld, got \"%.40s\"", v->name,
+                     v->min, v->max, s);
+            return -1;
+        }
+        return 0;
+    case VAR_LEVEL:
+        for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+            if (strcmp(s, levels[i]) == 0) {
+                *(const char **)field = levels[i];
+                return 0;
+            }
+        }
+        snprintf(err, errlen, "%s: must be one of debug, info, warn, error, got \"%.40s\"",
+                 v->name, s);
+        return -1;
+    case VAR_ADDR: {
+        unsigned char buf[sizeof(struct in6_addr)];
+        if (inet_pton(AF_INET, s, buf) != 1 && inet_pton(AF_INET6, s, buf) != 1) {
+            snprintf(err, errlen, "%s: must be an IPv4 or IPv6 address, got \"%.60s\"", v->name,
+                     s);
+            return -1;
+        }
+        *(const char **)field = s;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+int config_load(struct config *c, char *err, size_t errlen)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        if (load_var(&vars[i], c, err, errlen) != 0)
+            return -1;
+    }
+    if (c->mysql_host != NULL) {
+        if (c->mysql_user == NULL) {
+            snprintf(err, errlen, "MYSQL_USER: required when MYSQL_HOST is set");
+            return -1;
+        }
+        if (c->mysql_db == NULL) {
+            snprintf(err, errlen, "MYSQL_DB: required when MYSQL_HOST is set");
+            return -1;
+        }
+    }
+    if (c->jwt_secret != NULL && strlen(c->jwt_secret) < CONFIG_JWT_SECRET_MIN) {
+        snprintf(err, errlen, "JWT_SECRET: must be at least %d characters", CONFIG_JWT_SECRET_MIN);
+        return -1;
+    }
+    return 0;
+}
+
+bool config_uses_mysql(const struct config *c)
+{
+    return c->mysql_host != NULL;
+}
+
+void config_print(const struct config *c, FILE *out)
+{
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++) {
+        const struct var *v = &vars[i];
+        const char *field = (const char *)c + v->offset;
+        if (v->type == VAR_LONG) {
+            fprintf(out, "%s=%ld\n", v->name, *(const long *)field);
+            continue;
+        }
+        const char *s = *(const char *const *)field;
+        if (s == NULL)
+            fprintf(out, "%s=\n", v->name);
+        else if (v->secret && s[0] != '\0')
+            fprintf(out, "%s=<redacted>\n", v->name);
+        else
+            fprintf(out, "%s=%s\n", v->name, s);
+    }
+}

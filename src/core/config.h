@@ -1,0 +1,62 @@
+/*
+ * config: the program's settings, read once from the environment (12-factor).
+ *
+ * Every variable is described by one row of a table in config.c: its name,
+ * type, default, bounds and whether it is a secret. config_load() fills a
+ * struct config from that table and validates each value; the first bad one
+ * is reported as one line that names the variable. Strings in a loaded
+ * struct point into the environment or into static defaults: they stay valid
+ * as long as the environment is not changed, and nobody frees them.
+ */
+#ifndef VID2MP3_CONFIG_H
+#define VID2MP3_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct config {
+    /* service */
+    const char *bind_address;
+    long auth_port;
+    const char *data_dir;
+    const char *log_level;
+    long shutdown_grace; /* seconds a SIGTERM waits for in-flight requests */
+
+    /* users: MYSQL_HOST set selects MySQL/MariaDB, else SQLite in data_dir */
+    const char *mysql_host;
+    const char *mysql_user;
+    const char *mysql_password;
+    const char *mysql_db;
+    long mysql_port;
+
+    /* tokens */
+    const char *jwt_secret; /* NULL when unset */
+    const char *jwt_issuer;
+    long jwt_ttl; /* seconds */
+
+    /* login protection */
+    long login_max_failures; /* failures allowed per email or address per window */
+    long login_window;       /* seconds */
+    long hash_concurrency;   /* Argon2id computations at once */
+};
+
+/* Minimum JWT_SECRET length in bytes: HS256 wants a key of 256 bits. */
+#define CONFIG_JWT_SECRET_MIN 32
+
+/*
+ * Fills *c from the environment. Returns 0, or -1 with a one-line message in
+ * err (no trailing newline) naming the first variable that is wrong.
+ */
+int config_load(struct config *c, char *err, size_t errlen);
+
+/* True when the users live in MySQL/MariaDB rather than SQLite. */
+bool config_uses_mysql(const struct config *c);
+
+/*
+ * Writes the effective configuration to out as NAME=value lines, one per
+ * known variable, with secrets shown as "<redacted>" when set.
+ */
+void config_print(const struct config *c, FILE *out);
+
+#endif

@@ -1,0 +1,91 @@
+/* fsutil: see fsutil.h. */
+#include "core/fsutil.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int fsutil_mkdirs(const char *path, mode_t mode)
+{
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+        return -ENAMETOOLONG;
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char saved = *p;
+        *p = '\0';
+        if (mkdir(buf, mode) != 0 && errno != EEXIST)
+            return -errno;
+        *p = saved;
+        if (saved == '\0')
+            break;
+    }
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return -errno;
+    return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+}
+
+static int read_secret(int fd, char *out, size_t outlen)
+{
+    char buf[80];
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    if (n < 0)
+        return -errno;
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        n--;
+    if (n != 64)
+        return -EINVAL;
+    for (int i = 0; i < 64; i++) {
+        if (!isxdigit((unsigned char)buf[i]))
+            return -EINVAL;
+    }
+    buf[n] = '\0';
+    snprintf(out, outlen, "%s", buf);
+    return 0;
+}
+
+int fsutil_secret_load_or_create(const char *path, char *out, size_t outlen)
+{
+    if (outlen < 65)
+        return -EINVAL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        int rc = read_secret(fd, out, outlen);
+        close(fd);
+        return rc;
+    }
+    if (errno != ENOENT)
+        return -errno;
+
+    unsigned char raw[32];
+    char hex[65];
+    randombytes_buf(raw, sizeof(raw));
+    sodium_bin2hex(hex, sizeof(hex), raw, sizeof(raw));
+    sodium_memzero(raw, sizeof(raw));
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST) /* another process won the race: use its secret */
+            return fsutil_secret_load_or_create(path, out, outlen);
+        return -errno;
+    }
+    int rc = 0;
+    hex[64] = '\n';
+    if (write(fd, hex, 65) != 65 || fsync(fd) != 0)
+        rc = errno != 0 ? -errno : -EIO;
+    close(fd);
+    if (rc != 0) {
+        unlink(path);
+        return rc;
+    }
+    hex[64] = '\0';
+    snprintf(out, outlen, "%s", hex);
+    sodium_memzero(hex, sizeof(hex));
+    return 0;
+}

@@ -1,0 +1,21 @@
+/* fsutil: small file-system helpers shared by the embedded backends. */
+#ifndef VID2MP3_FSUTIL_H
+#define VID2MP3_FSUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* mkdir -p: creates path and its missing parents with mode. Returns 0, or
+ * -errno (an existing non-directory is -ENOTDIR). */
+int fsutil_mkdirs(const char *path, mode_t mode);
+
+/*
+ * Reads the secret kept in file path, or, when there is none, creates the
+ * file (mode 0600, exclusively, fsync'd) holding 64 hex digits of a new
+ * 256-bit random secret. Either way out gets the secret as text
+ * (outlen >= 65). Returns 0, or -errno; a file that is not 64 hex digits
+ * is -EINVAL.
+ */
+int fsutil_secret_load_or_create(const char *path, char *out, size_t outlen);
+
+#endif
