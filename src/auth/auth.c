@@ -6,9 +6,11 @@
 #include "auth/password.h"
 #include "auth/throttle.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "core/token.h"
 
 #include <sodium.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -23,7 +25,36 @@ struct auth {
     struct password_pool *pool;
     struct throttle *throttle;
     char dummy_hash[PASSWORD_HASH_MAX]; /* verified against for unknown users */
+    atomic_uint_fast64_t logins[4];    /* by enum login_result */
 };
+
+enum login_result { LOGIN_OK, LOGIN_INVALID, LOGIN_THROTTLED, LOGIN_UNAVAILABLE };
+static const char *const login_result_names[] = {"ok", "invalid_credentials", "throttled",
+                                                 "unavailable"};
+
+static void count_login(struct auth *a, enum login_result r)
+{
+    atomic_fetch_add_explicit(&a->logins[r], 1, memory_order_relaxed);
+}
+
+static void write_metrics(FILE *out, void *ctx)
+{
+    struct auth *a = ctx;
+    fputs("# HELP auth_logins_total Login attempts by outcome (malformed requests excluded).\n"
+          "# TYPE auth_logins_total counter\n",
+          out);
+    for (int i = 0; i < 4; i++)
+        fprintf(out, "auth_logins_total{result=\"%s\"} %llu\n", login_result_names[i],
+                (unsigned long long)atomic_load(&a->logins[i]));
+    fprintf(out,
+            "# HELP auth_password_hashes_active Argon2id computations running now.\n"
+            "# TYPE auth_password_hashes_active gauge\n"
+            "auth_password_hashes_active %d\n"
+            "# HELP auth_password_hashes_peak Most Argon2id computations ever running at once.\n"
+            "# TYPE auth_password_hashes_peak gauge\n"
+            "auth_password_hashes_peak %d\n",
+            password_pool_active(a->pool), password_pool_peak(a->pool));
+}
 
 static void reply_store_error(struct http_req *req, int rc)
 {
@@ -119,6 +150,7 @@ static void handle_login(struct http_req *req, void *ctx)
     if (wait > 0) {
         log_warn("login throttled", json_pack("{s:s, s:s}", "email", c.email, "client",
                                               http_req_client_ip(req)));
+        count_login(a, LOGIN_THROTTLED);
         http_reply_error_retry(req, 429, "too_many_attempts",
                                "too many failed logins; wait before trying again", wait);
         goto out;
@@ -126,6 +158,7 @@ static void handle_login(struct http_req *req, void *ctx)
 
     int rc = users_get(a->users, c.email, &u);
     if (rc != USERS_OK && rc != USERS_ENOTFOUND) {
+        count_login(a, LOGIN_UNAVAILABLE);
         reply_store_error(req, rc);
         goto out;
     }
@@ -133,10 +166,12 @@ static void handle_login(struct http_req *req, void *ctx)
     int v = password_verify(a->pool, rc == USERS_OK ? u.password_hash : a->dummy_hash,
                             c.password);
     if (v == PASSWORD_EBUSY) {
+        count_login(a, LOGIN_UNAVAILABLE);
         http_reply_error_retry(req, 503, "busy", "the server is busy; try again shortly", 2);
         goto out;
     }
     if (rc != USERS_OK || v != PASSWORD_OK) {
+        count_login(a, LOGIN_INVALID);
         throttle_fail(a->throttle, email_key, now);
         throttle_fail(a->throttle, addr_key, now);
         log_info("login failed", json_pack("{s:s, s:s}", "email", c.email, "reason",
@@ -153,6 +188,7 @@ static void handle_login(struct http_req *req, void *ctx)
         http_reply_error(req, 500, "internal_error", "the token could not be issued");
         goto out;
     }
+    count_login(a, LOGIN_OK);
     log_info("login", json_pack("{s:s, s:b}", "email", u.email, "admin", u.admin));
     http_reply_json(req, 200,
                     json_pack("{s:s, s:s, s:I}", "token", token, "token_type", "Bearer",
@@ -281,6 +317,7 @@ struct auth *auth_new(const struct config *cfg, struct users *users, const char 
     sodium_bin2hex(random_pw, sizeof(random_pw), raw, sizeof(raw));
     if (password_hash(a->pool, random_pw, a->dummy_hash) != PASSWORD_OK)
         goto oom;
+    metrics_register(write_metrics, a);
     return a;
 oom:
     snprintf(err, errlen, "out of memory");
@@ -292,6 +329,7 @@ void auth_free(struct auth *a)
 {
     if (a == NULL)
         return;
+    metrics_unregister(a);
     if (a->secret != NULL) {
         sodium_memzero(a->secret, strlen(a->secret));
         free(a->secret);

@@ -15,6 +15,8 @@ struct password_pool {
     pthread_mutex_t lock;
     pthread_cond_t freed;
     int free_slots;
+    int active;
+    int peak;
 };
 
 struct password_pool *password_pool_new(int concurrency)
@@ -48,6 +50,9 @@ static int take(struct password_pool *p)
         rc = pthread_cond_timedwait(&p->freed, &p->lock, &deadline);
     if (p->free_slots > 0) {
         p->free_slots--;
+        p->active++;
+        if (p->active > p->peak)
+            p->peak = p->active;
         rc = 0;
     }
     pthread_mutex_unlock(&p->lock);
@@ -58,8 +63,25 @@ static void give(struct password_pool *p)
 {
     pthread_mutex_lock(&p->lock);
     p->free_slots++;
+    p->active--;
     pthread_cond_signal(&p->freed);
     pthread_mutex_unlock(&p->lock);
+}
+
+int password_pool_active(struct password_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int n = p->active;
+    pthread_mutex_unlock(&p->lock);
+    return n;
+}
+
+int password_pool_peak(struct password_pool *p)
+{
+    pthread_mutex_lock(&p->lock);
+    int n = p->peak;
+    pthread_mutex_unlock(&p->lock);
+    return n;
 }
 
 int password_hash(struct password_pool *p, const char *pw, char *out)

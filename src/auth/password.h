@@ -32,6 +32,10 @@ struct password_pool;
 struct password_pool *password_pool_new(int concurrency);
 void password_pool_free(struct password_pool *p);
 
+/* Computations running now, and the most ever running at once. */
+int password_pool_active(struct password_pool *p);
+int password_pool_peak(struct password_pool *p);
+
 /* Hashes pw into out (PASSWORD_HASH_MAX bytes) with the OPSLIMIT/MEMLIMIT
  * INTERACTIVE limits. Blocks while the pool is full. */
 int password_hash(struct password_pool *p, const char *pw, char *out);

@@ -16,6 +16,7 @@
 #include <mysql.h>
 #include <mysqld_error.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -36,6 +37,7 @@ struct my {
     pthread_mutex_t lock;
     pthread_cond_t freed;
     struct slot slots[POOL_SIZE];
+    atomic_bool migrated; /* schema known to exist; until then each new connection checks */
 };
 
 static pthread_once_t library_once = PTHREAD_ONCE_INIT;
@@ -116,6 +118,8 @@ static void release(struct my *m, struct slot *s)
 /* One attempt of an operation on a live connection: USERS_* or EDISCONNECTED. */
 typedef int (*op_fn)(MYSQL *c, void *arg);
 
+static int op_migrate(MYSQL *c, void *arg);
+
 static int with_conn(struct my *m, op_fn fn, void *arg)
 {
     struct slot *s = acquire(m);
@@ -127,6 +131,11 @@ static int with_conn(struct my *m, op_fn fn, void *arg)
             if (s->conn == NULL)
                 break;
             fresh = true;
+            /* A service may start before its database: create the schema
+             * on the first connection that works. */
+            if (!atomic_load(&m->migrated) && fn != op_migrate &&
+                op_migrate(s->conn, NULL) == USERS_OK)
+                atomic_store(&m->migrated, true);
         }
         rc = fn(s->conn, arg);
         if (rc != EDISCONNECTED)
@@ -219,7 +228,7 @@ static int op_migrate(MYSQL *c, void *arg)
     (void)arg;
     static const char sql[] = "CREATE TABLE IF NOT EXISTS users ("
                               " id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,"
-                              " email VARCHAR(254) NOT NULL,"
+                              " email VARBINARY(254) NOT NULL," /* byte-exact: no PAD SPACE */
                               " password_hash VARCHAR(255) NOT NULL,"
                               " admin BOOLEAN NOT NULL DEFAULT FALSE,"
                               " created_at BIGINT NOT NULL,"
@@ -357,7 +366,11 @@ static int op_ping(MYSQL *c, void *arg)
 
 static int my_migrate(void *h)
 {
-    return with_conn(h, op_migrate, NULL);
+    struct my *m = h;
+    int rc = with_conn(m, op_migrate, NULL);
+    if (rc == USERS_OK)
+        atomic_store(&m->migrated, true);
+    return rc;
 }
 
 static int my_get(void *h, const char *email, struct user *out)

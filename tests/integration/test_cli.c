@@ -1,0 +1,156 @@
+/*
+ * Integration: the command line (DESIGN §1) and `vid2mp3 all`.
+ * Usage: test_cli PATH/TO/vid2mp3
+ */
+#include "server.h"
+
+#include <signal.h>
+#include <sodium.h>
+#include <sys/stat.h>
+
+/* The combined output of the last command run with s (and truncates it). */
+static char *take_log(struct server *s)
+{
+    FILE *f = fopen(s->log, "r");
+    char *all = calloc(1, 65536);
+    if (f != NULL) {
+        size_t n = fread(all, 1, 65535, f);
+        all[n] = '\0';
+        fclose(f);
+    }
+    f = fopen(s->log, "w"); /* empty it for the next command */
+    if (f != NULL)
+        fclose(f);
+    return all;
+}
+
+static void expect(struct server *s, int status, const char *stdin_text, const char *a1,
+                   const char *a2, const char *a3, const char *a4, const char *needle)
+{
+    int rc = server_cli(s, stdin_text, a1, a2, a3, a4);
+    char *out = take_log(s);
+    if (rc != status || (needle != NULL && strstr(out, needle) == NULL))
+        fail_msg("vid2mp3 %s %s: status %d (want %d), output: %s", a1, a2 ? a2 : "", rc, status,
+                 out);
+    free(out);
+}
+
+static void version_help_usage(void **state)
+{
+    (void)state;
+    struct server s;
+    server_init(&s, NULL);
+    expect(&s, 0, NULL, "version", NULL, NULL, NULL, "vid2mp3 0.");
+    expect(&s, 0, NULL, "--version", NULL, NULL, NULL, "vid2mp3 0.");
+    expect(&s, 0, NULL, "--help", NULL, NULL, NULL, "user add EMAIL [--admin]");
+    expect(&s, 2, NULL, NULL, NULL, NULL, NULL, "usage: vid2mp3");
+    expect(&s, 2, NULL, "frobnicate", NULL, NULL, NULL, "unknown command 'frobnicate'");
+    expect(&s, 2, NULL, "gateway", NULL, NULL, NULL, "not built yet");
+    expect(&s, 2, NULL, "converter", NULL, NULL, NULL, "not built yet");
+    expect(&s, 2, NULL, "notifier", NULL, NULL, NULL, "not built yet");
+    server_cleanup(&s);
+}
+
+static void config_redacts(void **state)
+{
+    (void)state;
+    const char *env[] = {"MYSQL_PASSWORD=swordfish", NULL};
+    struct server s;
+    server_init(&s, env);
+    expect(&s, 0, NULL, "config", NULL, NULL, NULL, "JWT_SECRET=<redacted>");
+    server_cli(&s, NULL, "config", NULL, NULL, NULL);
+    char *out = take_log(&s);
+    assert_null(strstr(out, TEST_SECRET));
+    assert_null(strstr(out, "swordfish"));
+    assert_non_null(strstr(out, "MYSQL_PASSWORD=<redacted>"));
+    free(out);
+    server_cleanup(&s);
+}
+
+static void user_commands(void **state)
+{
+    (void)state;
+    struct server s;
+    server_init(&s, NULL);
+    expect(&s, 0, NULL, "migrate", NULL, NULL, NULL, "users schema (sqlite): up to date");
+    expect(&s, 0, "first-password\n", "user", "add", "First@Example.com", "--admin",
+           "created first@example.com (admin)");
+    expect(&s, 0, "second-password\r\n", "user", "add", "second@example.com", NULL,
+           "created second@example.com");
+    expect(&s, 1, "second-password\n", "user", "add", "second@example.com", NULL,
+           "already exists");
+    expect(&s, 2, NULL, "user", "add", "third@example.com", NULL, "password on standard input");
+    expect(&s, 2, "\n", "user", "add", "third@example.com", NULL, "password is required");
+    expect(&s, 2, "short\n", "user", "add", "third@example.com", NULL, "at least 8");
+    expect(&s, 2, "long-enough\n", "user", "add", "not-an-email", NULL, "not a valid address");
+    expect(&s, 2, NULL, "user", "add", "x@example.com", "--root", "usage:");
+    expect(&s, 2, NULL, "user", NULL, NULL, NULL, "usage:");
+    expect(&s, 0, NULL, "user", "list", NULL, NULL, "first@example.com\tadmin\t");
+    expect(&s, 0, NULL, "user", "del", "second@example.com", NULL, "deleted second@example.com");
+    expect(&s, 1, NULL, "user", "del", "second@example.com", NULL, "no such user");
+    server_cli(&s, NULL, "user", "list", NULL, NULL);
+    char *out = take_log(&s);
+    assert_null(strstr(out, "second@"));
+    assert_null(strstr(out, "argon2")); /* hashes are never printed */
+    free(out);
+    server_cleanup(&s);
+}
+
+static void bad_data_dir(void **state)
+{
+    (void)state;
+    const char *env[] = {"DATA_DIR=/proc/no/such/place", NULL};
+    struct server s;
+    server_init(&s, env);
+    expect(&s, 1, NULL, "user", "list", NULL, NULL, "DATA_DIR");
+    server_cleanup(&s);
+}
+
+static void all_generates_and_keeps_secret(void **state)
+{
+    (void)state;
+    const char *env[] = {"JWT_SECRET=", NULL};
+    struct server s;
+    server_init(&s, env);
+    assert_int_equal(server_cli(&s, "all-password\n", "user", "add", "a@example.com", "--admin"),
+                     0);
+    server_start(&s, "all");
+    char path[700];
+    snprintf(path, sizeof(path), "%s/jwt-secret", s.dir);
+    struct stat st;
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    char *tok = login(&s, "a@example.com", "all-password");
+    assert_int_equal(server_stop(&s, SIGTERM), 0);
+
+    /* restarted: same secret, so the old token still validates */
+    server_start(&s, "all");
+    char h[2048];
+    snprintf(h, sizeof(h), "Authorization: Bearer %s", tok);
+    struct th_resp r;
+    post(&s, "/validate", h, NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    th_resp_free(&r);
+    assert_int_equal(server_stop(&s, SIGINT), 0);
+    free(tok);
+    server_cleanup(&s);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s PATH/TO/vid2mp3\n", argv[0]);
+        return 2;
+    }
+    vid2mp3_bin = argv[1];
+    if (sodium_init() < 0)
+        return 1;
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(version_help_usage),
+        cmocka_unit_test(config_redacts),
+        cmocka_unit_test(user_commands),
+        cmocka_unit_test(bad_data_dir),
+        cmocka_unit_test(all_generates_and_keeps_secret),
+    };
+    return cmocka_run_group_tests_name("command line", tests, NULL, NULL);
+}

@@ -1,0 +1,78 @@
+/*
+ * harness: what the integration and contract tests share: an HTTP client
+ * (libcurl), child processes (the real vid2mp3 binary), free ports, temp
+ * directories, and the addresses of the servers scripts/test-services.sh
+ * started. Every failure here fails the test: nothing is skipped.
+ */
+#ifndef VID2MP3_HARNESS_H
+#define VID2MP3_HARNESS_H
+
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <sys/types.h>
+
+struct th_resp {
+    long status;
+    char *body;    /* NUL-terminated */
+    size_t len;
+    char *headers; /* raw header block */
+};
+
+/*
+ * Sends one request. headers is a NULL-terminated list of "Name: value"
+ * (may be NULL); body may be NULL. Returns 0, or -1 when the connection
+ * failed (status 0). Free the response with th_resp_free().
+ */
+int th_http(const char *method, const char *url, const char *const *headers, const char *body,
+            size_t len, struct th_resp *out);
+void th_resp_free(struct th_resp *r);
+
+/* A response header's value (copied into buf), or NULL. */
+const char *th_header(const struct th_resp *r, const char *name, char *buf, size_t len);
+
+/* The body parsed as JSON (caller owns), failing the test when it is not. */
+json_t *th_json(const struct th_resp *r);
+
+/* Asserts the body is the DESIGN §4 error object with this code. */
+void th_assert_error(const struct th_resp *r, long status, const char *code);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago. */
+int th_free_port(void);
+
+/* A new empty directory under /tmp (caller frees the string). */
+char *th_tmpdir(void);
+
+/* rm -rf dir. */
+void th_rmtree(const char *dir);
+
+/*
+ * Starts argv[0] with extra environment entries ("NAME=value", NULL-ended)
+ * added to the inherited environment, stdout and stderr to log_path (may
+ * be NULL: inherited), stdin from stdin_text (may be NULL: /dev/null).
+ * Returns the pid.
+ */
+pid_t th_spawn(char *const argv[], char *const env[], const char *stdin_text,
+               const char *log_path);
+
+/* Runs a command to completion as th_spawn does; returns its exit status
+ * (or 128 + signal). */
+int th_run(char *const argv[], char *const env[], const char *stdin_text, const char *log_path);
+
+/* Waits up to seconds for GET http://127.0.0.1:port/healthz to answer 200. */
+int th_wait_healthy(int port, int seconds);
+
+/* Sends sig to pid and waits up to seconds; returns the exit status, or
+ * 128 + signal, or -1 on timeout (then kills it). */
+int th_stop(pid_t pid, int sig, int seconds);
+
+/* An environment variable the test needs; fails the test when unset. */
+const char *th_need_env(const char *name);
+
+/* Makes a fresh MariaDB database on the test server; name gets its name. */
+void th_mysql_create_db(char *name, size_t len);
+void th_mysql_drop_db(const char *name);
+
+#endif
