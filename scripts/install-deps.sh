@@ -2,7 +2,13 @@
 # Installs every Debian package vid2mp3 needs to build, run and test.
 # Idempotent: packages already present are not touched, and apt-get is not
 # called at all when nothing is missing. Run as root (or via sudo).
+#
+#   scripts/install-deps.sh           build, runtime and test packages
+#   scripts/install-deps.sh --build   only what building and running need
+#                                     (`make run`: no servers)
 set -euo pipefail
+only_build=0
+[ "${1:-}" = "--build" ] && only_build=1
 
 # Build toolchain and libraries (DESIGN §9).
 build=(
@@ -19,10 +25,13 @@ test=(
   wrk
 )
 
-want=("${build[@]}" "${test[@]}")
-# Node.js and npm run test tooling (the MongoDB-wire server, the browser
-# driver). Many machines have a Node.js of their own; use it when present.
-command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
+want=("${build[@]}")
+if [ "$only_build" -eq 0 ]; then
+  want+=("${test[@]}")
+  # Node.js and npm run test tooling (the MongoDB-wire server, the browser
+  # driver). Many machines have a Node.js of their own; use it when present.
+  command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
+fi
 
 missing=()
 for p in "${want[@]}"; do

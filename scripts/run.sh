@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make run`: build and start the whole system in one process with the
+# embedded backends (SQLite, files under DATA_DIR). No server to install.
+# On the first run it creates an administrator: ADMIN_EMAIL (default
+# admin@localhost) with ADMIN_PASSWORD, or a generated password printed
+# once. Ctrl-C stops it cleanly; running it again keeps all data.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh --build
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$(nproc)"
+
+export DATA_DIR=${DATA_DIR:-$PWD/data}
+bin=$PWD/build/vid2mp3
+port=${AUTH_PORT:-5000}
+admin=${ADMIN_EMAIL:-admin@localhost}
+
+if ! "$bin" user list 2>/dev/null | grep -q "$(printf '\tadmin\t')"; then
+  password=${ADMIN_PASSWORD:-$(head -c 18 /dev/urandom | base64 | tr -d '/+=')}
+  printf '%s\n' "$password" | "$bin" user add "$admin" --admin >/dev/null
+  echo "Created administrator $admin"
+  if [ -z "${ADMIN_PASSWORD:-}" ]; then
+    echo "  password: $password   (shown once; set ADMIN_PASSWORD to choose it)"
+  fi
+else
+  password=${ADMIN_PASSWORD:-PASSWORD}
+fi
+
+cat <<TXT
+
+vid2mp3 is starting (data in $DATA_DIR; Ctrl-C stops it).
+  auth service  http://localhost:$port   (/healthz /readyz /metrics)
+
+Log in:
+  curl -s -X POST -u '$admin:$password' http://localhost:$port/login
+
+TXT
+exec "$bin" all

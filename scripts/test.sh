@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# `make test`: everything CI does, from a clean clone, as root.
+#  1. install the Debian packages the project needs (idempotent)
+#  2. start the real test servers on loopback (scripts/test-services.sh)
+#  3. build and run the whole suite under CTest: once normally, once with
+#     AddressSanitizer + UndefinedBehaviorSanitizer (recovery off)
+#  4. stop the servers, whatever happened; exit non-zero on any failure
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+jobs=$(nproc 2>/dev/null || echo 2)
+scripts/install-deps.sh
+
+state=$(mktemp -d /tmp/vid2mp3-services-XXXXXX)
+cleanup() { scripts/test-services.sh stop "$state" || true; }
+trap cleanup EXIT INT TERM
+scripts/test-services.sh start "$state"
+# shellcheck disable=SC1091
+. "$state/env"
+
+run_suite() { # name, build dir, extra cmake args...
+  local name=$1 dir=$2; shift 2
+  echo "=== $name build ($dir)"
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVID2MP3_WERROR=ON "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+  echo "=== $name tests"
+  (cd "$dir" && ctest -j"$jobs" --output-on-failure --timeout 900)
+}
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
+
+run_suite normal build
+run_suite sanitizer build-asan -DVID2MP3_SANITIZE=ON
+echo "=== all suites passed (normal and sanitizer builds)"
