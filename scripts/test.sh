@@ -21,7 +21,7 @@ scripts/test-services.sh start "$state"
 run_suite() { # name, build dir, extra cmake args...
   local name=$1 dir=$2; shift 2
   echo "=== $name build ($dir)"
-  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVID2MP3_WERROR=ON "$@" >/dev/null
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVID2MP3_WERROR=ON -DVID2MP3_TESTS=ON "$@" >/dev/null
   cmake --build "$dir" -j"$jobs"
   echo "=== $name tests"
   (cd "$dir" && ctest -j"$jobs" --output-on-failure --timeout 900)
