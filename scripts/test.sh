@@ -2,8 +2,9 @@
 # `make test`: everything CI does, from a clean clone, as root.
 #  1. install the Debian packages the project needs (idempotent)
 #  2. start the real test servers on loopback (scripts/test-services.sh)
-#  3. build and run the whole suite under CTest: once normally, once with
-#     AddressSanitizer + UndefinedBehaviorSanitizer (recovery off)
+#  3. check formatting, then build and run the whole suite under CTest:
+#     once normally, once with AddressSanitizer + UndefinedBehaviorSanitizer
+#     (recovery off, leaks detected); then run each libFuzzer target briefly
 #  4. stop the servers, whatever happened; exit non-zero on any failure
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +32,10 @@ export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detec
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 
+echo "=== format check (clang-format, .clang-format)"
+git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+
 run_suite normal build
 run_suite sanitizer build-asan -DVID2MP3_SANITIZE=ON
-echo "=== all suites passed (normal and sanitizer builds)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
+echo "=== all suites passed (normal and sanitizer builds, fuzzers)"
