@@ -25,7 +25,7 @@ struct auth {
     struct password_pool *pool;
     struct throttle *throttle;
     char dummy_hash[PASSWORD_HASH_MAX]; /* verified against for unknown users */
-    atomic_uint_fast64_t logins[4];    /* by enum login_result */
+    atomic_uint_fast64_t logins[4];     /* by enum login_result */
 };
 
 enum login_result { LOGIN_OK, LOGIN_INVALID, LOGIN_THROTTLED, LOGIN_UNAVAILABLE };
@@ -148,8 +148,8 @@ static void handle_login(struct http_req *req, void *ctx)
     if (wait_addr > wait)
         wait = wait_addr;
     if (wait > 0) {
-        log_warn("login throttled", json_pack("{s:s, s:s}", "email", c.email, "client",
-                                              http_req_client_ip(req)));
+        log_warn("login throttled",
+                 json_pack("{s:s, s:s}", "email", c.email, "client", http_req_client_ip(req)));
         count_login(a, LOGIN_THROTTLED);
         http_reply_error_retry(req, 429, "too_many_attempts",
                                "too many failed logins; wait before trying again", wait);
@@ -163,8 +163,7 @@ static void handle_login(struct http_req *req, void *ctx)
         goto out;
     }
     /* Unknown users cost the same hash as known ones, so timing tells nothing. */
-    int v = password_verify(a->pool, rc == USERS_OK ? u.password_hash : a->dummy_hash,
-                            c.password);
+    int v = password_verify(a->pool, rc == USERS_OK ? u.password_hash : a->dummy_hash, c.password);
     if (v == PASSWORD_EBUSY) {
         count_login(a, LOGIN_UNAVAILABLE);
         http_reply_error_retry(req, 503, "busy", "the server is busy; try again shortly", 2);
@@ -233,7 +232,8 @@ static void handle_create_user(struct http_req *req, void *ctx)
     if (require_admin(a, req) != 0)
         return;
     if (!http_req_content_type_is(req, "application/json")) {
-        http_reply_error(req, 415, "unsupported_media_type", "send the account as application/json");
+        http_reply_error(req, 415, "unsupported_media_type",
+                         "send the account as application/json");
         return;
     }
     size_t len = 0;
@@ -258,10 +258,10 @@ static void handle_create_user(struct http_req *req, void *ctx)
     char normalized[USERS_EMAIL_MAX + 1] = "";
     users_normalize_email(json_string_value(email), normalized);
     if (rc == USERS_OK) {
-        log_info("account created", json_pack("{s:s, s:b}", "email", normalized, "admin",
-                                               json_is_true(admin)));
-        http_reply_json(req, 201, json_pack("{s:s, s:b}", "email", normalized, "admin",
-                                            json_is_true(admin)));
+        log_info("account created",
+                 json_pack("{s:s, s:b}", "email", normalized, "admin", json_is_true(admin)));
+        http_reply_json(req, 201,
+                        json_pack("{s:s, s:b}", "email", normalized, "admin", json_is_true(admin)));
     } else if (rc == USERS_EINVAL) {
         http_reply_error(req, 400, "invalid_request", why);
     } else if (rc == USERS_EEXIST) {
@@ -294,8 +294,8 @@ int auth_ready(void *ctx, char *why, size_t whylen)
     return -1;
 }
 
-struct auth *auth_new(const struct config *cfg, struct users *users, const char *secret,
-                      char *err, size_t errlen)
+struct auth *auth_new(const struct config *cfg, struct users *users, const char *secret, char *err,
+                      size_t errlen)
 {
     struct auth *a = calloc(1, sizeof(*a));
     if (a == NULL)

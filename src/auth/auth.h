@@ -21,8 +21,8 @@ struct auth;
  * secret (secret_len bytes) is copied. Computes a dummy Argon2id hash, so it
  * takes a few tens of milliseconds. Returns NULL with err on failure.
  */
-struct auth *auth_new(const struct config *cfg, struct users *users, const char *secret,
-                      char *err, size_t errlen);
+struct auth *auth_new(const struct config *cfg, struct users *users, const char *secret, char *err,
+                      size_t errlen);
 void auth_free(struct auth *a);
 
 /* The service's routes; their ctx is the struct auth. */

@@ -17,8 +17,9 @@ int auth_main(int argc, char **argv)
     if (rc != 0)
         return rc;
     if (cfg.jwt_secret == NULL) {
-        fprintf(stderr, "vid2mp3: JWT_SECRET: required by the auth service (at least %d "
-                        "characters; `vid2mp3 all` generates one when unset)\n",
+        fprintf(stderr,
+                "vid2mp3: JWT_SECRET: required by the auth service (at least %d "
+                "characters; `vid2mp3 all` generates one when unset)\n",
                 CONFIG_JWT_SECRET_MIN);
         return EXIT_USAGE;
     }
@@ -42,8 +43,8 @@ int auth_main(int argc, char **argv)
                        http_server_port(srv), "users", users->ops->name));
 
     int sig = service_wait_signal();
-    log_info("stopping", json_pack("{s:i, s:i}", "signal", sig, "grace_seconds",
-                                   (int)cfg.shutdown_grace));
+    log_info("stopping",
+             json_pack("{s:i, s:i}", "signal", sig, "grace_seconds", (int)cfg.shutdown_grace));
     http_server_stop(srv, (int)cfg.shutdown_grace);
     log_info("stopped", NULL);
     rc = EXIT_OK;

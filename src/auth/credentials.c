@@ -73,8 +73,7 @@ int credentials_from_basic(const char *header, struct credentials *out, const ch
     return rc;
 }
 
-int credentials_from_json(const char *body, size_t len, struct credentials *out,
-                          const char **why)
+int credentials_from_json(const char *body, size_t len, struct credentials *out, const char **why)
 {
     credentials_wipe(out);
     json_t *o = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);

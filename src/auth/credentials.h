@@ -24,8 +24,7 @@ struct credentials {
 int credentials_from_basic(const char *header, struct credentials *out, const char **why);
 
 /* body is a JSON object with string members email and password. */
-int credentials_from_json(const char *body, size_t len, struct credentials *out,
-                          const char **why);
+int credentials_from_json(const char *body, size_t len, struct credentials *out, const char **why);
 
 /* True when header's scheme is Basic (case-insensitive). */
 int credentials_is_basic(const char *header);

@@ -14,8 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define PASSWORD_MAX 1024   /* bytes; longer ones are refused before hashing */
-#define PASSWORD_MIN_NEW 8  /* bytes, for new passwords */
+#define PASSWORD_MAX 1024  /* bytes; longer ones are refused before hashing */
+#define PASSWORD_MIN_NEW 8 /* bytes, for new passwords */
 #define PASSWORD_HASH_MAX 128
 #define PASSWORD_WAIT_SECONDS 10
 

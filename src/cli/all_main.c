@@ -14,8 +14,7 @@
 #include <string.h>
 
 /* The JWT secret: JWT_SECRET, or one generated once and kept in DATA_DIR. */
-static int load_secret(const struct config *cfg, char *out, size_t outlen, char *err,
-                       size_t errlen)
+static int load_secret(const struct config *cfg, char *out, size_t outlen, char *err, size_t errlen)
 {
     if (cfg->jwt_secret != NULL) {
         snprintf(out, outlen, "%s", cfg->jwt_secret);
@@ -61,10 +60,9 @@ int all_main(int argc, char **argv)
     if (auth_srv == NULL)
         goto fail;
     log_info("vid2mp3 all running",
-             json_pack("{s:s, s:i, s:s, s:s, s:[s,s,s]}", "address", cfg.bind_address,
-                       "auth_port", http_server_port(auth_srv), "users", users->ops->name,
-                       "data_dir", cfg.data_dir, "not_built_yet", "gateway", "converter",
-                       "notifier"));
+             json_pack("{s:s, s:i, s:s, s:s, s:[s,s,s]}", "address", cfg.bind_address, "auth_port",
+                       http_server_port(auth_srv), "users", users->ops->name, "data_dir",
+                       cfg.data_dir, "not_built_yet", "gateway", "converter", "notifier"));
 
     int sig = service_wait_signal();
     log_info("stopping", json_pack("{s:i}", "signal", sig));

@@ -112,15 +112,16 @@ static int user_add(struct users *u, const char *email, bool admin)
 {
     char password[PASSWORD_MAX + 2];
     if (read_password(password, sizeof(password)) != 0) {
-        fprintf(stderr, "vid2mp3: user add: expected the password on standard input, one line "
-                        "of at most %d bytes\n",
+        fprintf(stderr,
+                "vid2mp3: user add: expected the password on standard input, one line "
+                "of at most %d bytes\n",
                 PASSWORD_MAX);
         return EXIT_USAGE;
     }
     struct password_pool *pool = password_pool_new(1);
     const char *why = NULL;
-    int rc = pool != NULL ? accounts_create(u, pool, email, password, admin, &why)
-                          : USERS_EINTERNAL;
+    int rc =
+        pool != NULL ? accounts_create(u, pool, email, password, admin, &why) : USERS_EINTERNAL;
     sodium_memzero(password, sizeof(password));
     password_pool_free(pool);
     if (rc == USERS_OK) {

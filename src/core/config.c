@@ -18,8 +18,14 @@ struct var {
     bool secret;
 };
 
-#define STR(n, f, d, s) {n, VAR_STR, offsetof(struct config, f), d, 0, 0, s}
-#define NUM(n, f, d, lo, hi) {n, VAR_LONG, offsetof(struct config, f), d, lo, hi, false}
+#define STR(n, f, d, s)                                                                            \
+    {                                                                                              \
+        n, VAR_STR, offsetof(struct config, f), d, 0, 0, s                                         \
+    }
+#define NUM(n, f, d, lo, hi)                                                                       \
+    {                                                                                              \
+        n, VAR_LONG, offsetof(struct config, f), d, lo, hi, false                                  \
+    }
 
 static const struct var vars[] = {
     {"BIND_ADDRESS", VAR_ADDR, offsetof(struct config, bind_address), "0.0.0.0", 0, 0, false},
@@ -80,14 +86,13 @@ static int load_var(const struct var *v, struct config *c, char *err, size_t err
                 return 0;
             }
         }
-        snprintf(err, errlen, "%s: must be one of debug, info, warn, error, got \"%.40s\"",
-                 v->name, s);
+        snprintf(err, errlen, "%s: must be one of debug, info, warn, error, got \"%.40s\"", v->name,
+                 s);
         return -1;
     case VAR_ADDR: {
         unsigned char buf[sizeof(struct in6_addr)];
         if (inet_pton(AF_INET, s, buf) != 1 && inet_pton(AF_INET6, s, buf) != 1) {
-            snprintf(err, errlen, "%s: must be an IPv4 or IPv6 address, got \"%.60s\"", v->name,
-                     s);
+            snprintf(err, errlen, "%s: must be an IPv4 or IPv6 address, got \"%.60s\"", v->name, s);
             return -1;
         }
         *(const char **)field = s;

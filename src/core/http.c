@@ -197,8 +197,7 @@ void http_reply_json(struct http_req *req, unsigned status, json_t *body)
     queue(req, status, "application/json", text, strlen(text));
 }
 
-void http_reply_error(struct http_req *req, unsigned status, const char *code,
-                      const char *message)
+void http_reply_error(struct http_req *req, unsigned status, const char *code, const char *message)
 {
     http_reply_json(req, status, jsonerr_new(code, message));
 }
@@ -430,9 +429,8 @@ static int on_body(struct http_req *req, const char *data, size_t len)
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
-                                  const char *method, const char *version,
-                                  const char *upload_data, size_t *upload_data_size,
-                                  void **con_cls)
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
 {
     (void)version;
     struct http_server *srv = cls;
@@ -491,20 +489,18 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 
     log_set_service(srv->svc);
     log_set_request_id(req->id);
-    log_info("request", json_pack("{s:s, s:s, s:i, s:f, s:I, s:s, s:b}", "method", req->method,
-                                  "path", req->path, "status", (int)status, "duration_ms",
-                                  (double)us / 1000.0, "bytes_in",
-                                  (json_int_t)(req->body_len + req->discarded), "client",
-                                  req->client_ip, "completed",
-                                  toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+    log_info("request",
+             json_pack("{s:s, s:s, s:i, s:f, s:I, s:s, s:b}", "method", req->method, "path",
+                       req->path, "status", (int)status, "duration_ms", (double)us / 1000.0,
+                       "bytes_in", (json_int_t)(req->body_len + req->discarded), "client",
+                       req->client_ip, "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
     log_set_request_id(NULL);
     req_free(req);
     atomic_fetch_sub(&srv->in_flight, 1);
 }
 
 /* MHD's messages, as our log lines. */
-__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt,
-                                                             va_list ap)
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
     char msg[512];
@@ -535,8 +531,7 @@ static int parse_bind(const char *addr, int port, struct sockaddr_storage *ss, b
     return -1;
 }
 
-struct http_server *http_server_start(const struct http_server_opts *opts, char *err,
-                                      size_t errlen)
+struct http_server *http_server_start(const struct http_server_opts *opts, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     bool v6 = false;
@@ -559,14 +554,14 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
         memcpy(srv->routes, opts->routes, opts->nroutes * sizeof(*srv->routes));
     memcpy(srv->routes + opts->nroutes, builtin_routes, sizeof(builtin_routes));
 
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
+    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG | (v6 ? MHD_USE_IPv6 : 0);
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)opts->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
-        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT,
-        (unsigned)IDLE_TIMEOUT_SECONDS, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000, MHD_OPTION_END);
+        on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
+        on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_SECONDS,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)1000, MHD_OPTION_END);
     if (srv->daemon == NULL) {
         snprintf(err, errlen, "cannot listen on %s port %d (in use, or not allowed)",
                  opts->bind_address, opts->port);

@@ -98,8 +98,7 @@ int http_reply_header(struct http_req *req, const char *name, const char *value)
 void http_reply_json(struct http_req *req, unsigned status, json_t *body);
 
 /* Replies with the DESIGN §4 error object. */
-void http_reply_error(struct http_req *req, unsigned status, const char *code,
-                      const char *message);
+void http_reply_error(struct http_req *req, unsigned status, const char *code, const char *message);
 
 /* Same, with Retry-After: seconds (for 429 and 503). */
 void http_reply_error_retry(struct http_req *req, unsigned status, const char *code,

@@ -7,16 +7,15 @@
 #include <string.h>
 #include <strings.h>
 
-int token_issue(const struct token_keys *k, const char *email, bool admin, time_t now,
-                char **out)
+int token_issue(const struct token_keys *k, const char *email, bool admin, time_t now, char **out)
 {
     int rc = TOKEN_ENOMEM;
     jwt_t *jwt = NULL;
     char *grants = NULL;
     *out = NULL;
-    json_t *claims = json_pack("{s:s, s:s, s:s, s:b, s:I, s:I}", "iss", k->issuer, "sub", email,
-                               "username", email, "admin", admin, "iat", (json_int_t)now, "exp",
-                               (json_int_t)(now + k->ttl));
+    json_t *claims =
+        json_pack("{s:s, s:s, s:s, s:b, s:I, s:I}", "iss", k->issuer, "sub", email, "username",
+                  email, "admin", admin, "iat", (json_int_t)now, "exp", (json_int_t)(now + k->ttl));
     if (claims == NULL)
         goto out;
     grants = json_dumps(claims, JSON_COMPACT);
@@ -120,23 +119,32 @@ int token_verify(const struct token_keys *k, const char *token, time_t now,
 
 json_t *token_claims_json(const struct token_keys *k, const struct token_claims *c)
 {
-    return json_pack("{s:s, s:s, s:s, s:b, s:I, s:I}", "iss", k->issuer, "sub", c->sub,
-                     "username", c->sub, "admin", c->admin, "iat", (json_int_t)c->iat, "exp",
+    return json_pack("{s:s, s:s, s:s, s:b, s:I, s:I}", "iss", k->issuer, "sub", c->sub, "username",
+                     c->sub, "admin", c->admin, "iat", (json_int_t)c->iat, "exp",
                      (json_int_t)c->exp);
 }
 
 const char *token_strerror(int code)
 {
     switch (code) {
-    case TOKEN_OK: return "valid";
-    case TOKEN_EMALFORMED: return "the token is malformed";
-    case TOKEN_EALG: return "the token uses an algorithm that is not accepted";
-    case TOKEN_ESIGNATURE: return "the token's signature is invalid";
-    case TOKEN_EEXPIRED: return "the token has expired";
-    case TOKEN_ECLAIMS: return "the token lacks a required claim or is not valid yet";
-    case TOKEN_ETOOLONG: return "the token is too long";
-    case TOKEN_ENOMEM: return "out of memory";
-    default: return "unknown token error";
+    case TOKEN_OK:
+        return "valid";
+    case TOKEN_EMALFORMED:
+        return "the token is malformed";
+    case TOKEN_EALG:
+        return "the token uses an algorithm that is not accepted";
+    case TOKEN_ESIGNATURE:
+        return "the token's signature is invalid";
+    case TOKEN_EEXPIRED:
+        return "the token has expired";
+    case TOKEN_ECLAIMS:
+        return "the token lacks a required claim or is not valid yet";
+    case TOKEN_ETOOLONG:
+        return "the token is too long";
+    case TOKEN_ENOMEM:
+        return "out of memory";
+    default:
+        return "unknown token error";
     }
 }
 

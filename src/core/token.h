@@ -25,7 +25,7 @@ enum {
     TOKEN_EALG = -2,       /* header names another algorithm */
     TOKEN_ESIGNATURE = -3, /* signature does not match */
     TOKEN_EEXPIRED = -4,
-    TOKEN_ECLAIMS = -5,    /* a required claim is missing or of the wrong type */
+    TOKEN_ECLAIMS = -5, /* a required claim is missing or of the wrong type */
     TOKEN_ETOOLONG = -6,
     TOKEN_ENOMEM = -7,
 };
@@ -49,8 +49,7 @@ struct token_claims {
  * Issues a token for email at time now. Returns 0 and a new string in *out
  * (caller frees with free()), or a negative TOKEN_E* code.
  */
-int token_issue(const struct token_keys *k, const char *email, bool admin, time_t now,
-                char **out);
+int token_issue(const struct token_keys *k, const char *email, bool admin, time_t now, char **out);
 
 /*
  * Checks token (algorithm, signature, issuer, expiry, claim types) at time

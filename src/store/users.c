@@ -53,8 +53,8 @@ int users_normalize_email(const char *email, char *out)
         return USERS_EINVAL;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)email[i];
-        if (c <= 0x20 || c == 0x7f || c == '<' || c == '>' || c == '"' || c == ',' ||
-            c == ';' || c == '\\')
+        if (c <= 0x20 || c == 0x7f || c == '<' || c == '>' || c == '"' || c == ',' || c == ';' ||
+            c == '\\')
             return USERS_EINVAL;
         out[i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
     }
@@ -65,12 +65,19 @@ int users_normalize_email(const char *email, char *out)
 const char *users_strerror(int code)
 {
     switch (code) {
-    case USERS_OK: return "ok";
-    case USERS_ENOTFOUND: return "no such user";
-    case USERS_EEXIST: return "a user with this email already exists";
-    case USERS_EUNAVAIL: return "the users database is unavailable";
-    case USERS_EINVAL: return "invalid value";
-    case USERS_EINTERNAL: return "internal error in the users database";
-    default: return "unknown error";
+    case USERS_OK:
+        return "ok";
+    case USERS_ENOTFOUND:
+        return "no such user";
+    case USERS_EEXIST:
+        return "a user with this email already exists";
+    case USERS_EUNAVAIL:
+        return "the users database is unavailable";
+    case USERS_EINVAL:
+        return "invalid value";
+    case USERS_EINTERNAL:
+        return "internal error in the users database";
+    default:
+        return "unknown error";
     }
 }

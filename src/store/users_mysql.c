@@ -22,8 +22,8 @@
 #include <time.h>
 
 #define POOL_SIZE 4
-#define CONNECT_TIMEOUT 3 /* seconds */
-#define IO_TIMEOUT 5      /* seconds, each of read and write */
+#define CONNECT_TIMEOUT 3    /* seconds */
+#define IO_TIMEOUT 5         /* seconds, each of read and write */
 #define EDISCONNECTED (-100) /* internal: retry on a fresh connection */
 
 struct slot {
@@ -386,8 +386,8 @@ static int my_create(void *h, const struct user *u)
 
 static int my_set_hash(void *h, const char *email, const char *hash)
 {
-    struct change_arg a = {"UPDATE users SET password_hash = ? WHERE email = ?", {hash, email}, 2,
-                           "set_hash"};
+    struct change_arg a = {
+        "UPDATE users SET password_hash = ? WHERE email = ?", {hash, email}, 2, "set_hash"};
     return with_conn(h, op_change, &a);
 }
 

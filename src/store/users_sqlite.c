@@ -23,13 +23,16 @@ static int map_rc(int rc)
     switch (rc) {
     case SQLITE_OK:
     case SQLITE_DONE:
-    case SQLITE_ROW: return USERS_OK;
+    case SQLITE_ROW:
+        return USERS_OK;
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
     case SQLITE_IOERR:
     case SQLITE_CANTOPEN:
-    case SQLITE_FULL: return USERS_EUNAVAIL;
-    default: return USERS_EINTERNAL;
+    case SQLITE_FULL:
+        return USERS_EUNAVAIL;
+    default:
+        return USERS_EINTERNAL;
     }
 }
 
@@ -43,14 +46,13 @@ static int fail(struct sq *s, int rc, const char *what)
 static int sq_migrate(void *h)
 {
     struct sq *s = h;
-    static const char sql[] =
-        "CREATE TABLE IF NOT EXISTS users ("
-        " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-        " email TEXT NOT NULL UNIQUE,"
-        " password_hash TEXT NOT NULL,"
-        " admin INTEGER NOT NULL DEFAULT 0,"
-        " created_at INTEGER NOT NULL);"
-        "PRAGMA user_version = 1;";
+    static const char sql[] = "CREATE TABLE IF NOT EXISTS users ("
+                              " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+                              " email TEXT NOT NULL UNIQUE,"
+                              " password_hash TEXT NOT NULL,"
+                              " admin INTEGER NOT NULL DEFAULT 0,"
+                              " created_at INTEGER NOT NULL);"
+                              "PRAGMA user_version = 1;";
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? USERS_OK : fail(s, rc, "migrate");
 }
@@ -214,17 +216,15 @@ struct users *users_sqlite_new(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    int rc = sqlite3_open_v2(path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "users store: cannot open %s: %s", path,
                  s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
         goto fail;
     }
     sqlite3_busy_timeout(s->db, 5000);
-    rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL,
-                      NULL);
+    rc = sqlite3_exec(s->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL;", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "users store: cannot set up %s: %s", path, sqlite3_errmsg(s->db));
         goto fail;

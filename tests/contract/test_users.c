@@ -268,8 +268,8 @@ static void dead_backend(void **state)
     struct user got;
     if (strcmp(backend, "mysql") == 0) {
         int port = th_free_port(); /* nothing listens there */
-        struct users *dead = users_mysql_new("127.0.0.1", (unsigned)port, "u", "p", "d", err,
-                                             sizeof(err));
+        struct users *dead =
+            users_mysql_new("127.0.0.1", (unsigned)port, "u", "p", "d", err, sizeof(err));
         assert_non_null(dead);
         assert_int_equal(users_get(dead, "a@b.c", &got), USERS_EUNAVAIL);
         assert_int_equal(users_ping(dead), USERS_EUNAVAIL);

@@ -19,7 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct credentials c;
     const char *why = NULL;
     if (credentials_from_json((const char *)data, size, &c, &why) == 0) {
-        if (strlen(c.password) == 0 || strlen(c.password) > PASSWORD_MAX || strchr(c.email, '@') == NULL)
+        if (strlen(c.password) == 0 || strlen(c.password) > PASSWORD_MAX ||
+            strchr(c.email, '@') == NULL)
             abort();
     } else if (why == NULL) {
         abort();

@@ -9,7 +9,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const patterns[] = {"/login", "/jobs/:id", "/a/:b/c/:d", "/", "/:a/:b/:c/:d"};
+    static const char *const patterns[] = {"/login", "/jobs/:id", "/a/:b/c/:d", "/",
+                                           "/:a/:b/:c/:d"};
     char *path = malloc(size + 1);
     if (path == NULL)
         return 0;

@@ -50,8 +50,8 @@ static inline void server_init(struct server *s, const char *const *extra)
 }
 
 /* Runs `vid2mp3 ARGS...` with s's environment; returns the exit status. */
-static inline int server_cli(struct server *s, const char *stdin_text, const char *a1, const char *a2,
-                      const char *a3, const char *a4)
+static inline int server_cli(struct server *s, const char *stdin_text, const char *a1,
+                             const char *a2, const char *a3, const char *a4)
 {
     char *argv[] = {(char *)vid2mp3_bin, (char *)a1, (char *)a2, (char *)a3, (char *)a4, NULL};
     return th_run(argv, s->envp, stdin_text, s->log);
@@ -91,7 +91,7 @@ static inline void server_cleanup(struct server *s)
 
 /* POSTs a JSON body (may be NULL) with optional extra header to base+path. */
 static inline void post(struct server *s, const char *path, const char *header, const char *ctype,
-                 const char *body, struct th_resp *r)
+                        const char *body, struct th_resp *r)
 {
     char url[256], ct[128];
     snprintf(url, sizeof(url), "%s%s", s->base, path);

@@ -336,8 +336,9 @@ static void create_user_as_admin(void **state)
     post(&srv, "/users", h, NULL, "{\"email\":\"short@example.com\",\"password\":\"short\"}", &r);
     th_assert_error(&r, 400, "invalid_request");
     th_resp_free(&r);
-    post(&srv, "/users", h, NULL, "{\"email\":\"x@example.com\",\"password\":\"long-enough\","
-                                  "\"admin\":\"yes\"}",
+    post(&srv, "/users", h, NULL,
+         "{\"email\":\"x@example.com\",\"password\":\"long-enough\","
+         "\"admin\":\"yes\"}",
          &r);
     th_assert_error(&r, 400, "invalid_request");
     th_resp_free(&r);
@@ -430,9 +431,11 @@ static void health_ready_metrics(void **state)
     th_http("GET", url, NULL, NULL, 0, &r);
     assert_int_equal(r.status, 200);
     assert_non_null(strstr(
-        r.body, "http_requests_total{svc=\"auth\",method=\"POST\",route=\"/login\",status=\"200\"}"));
+        r.body,
+        "http_requests_total{svc=\"auth\",method=\"POST\",route=\"/login\",status=\"200\"}"));
     assert_non_null(strstr(
-        r.body, "http_requests_total{svc=\"auth\",method=\"POST\",route=\"/login\",status=\"401\"}"));
+        r.body,
+        "http_requests_total{svc=\"auth\",method=\"POST\",route=\"/login\",status=\"401\"}"));
     assert_non_null(strstr(r.body, "http_request_duration_seconds_bucket{svc=\"auth\""));
     assert_non_null(strstr(r.body, "http_requests_in_flight{svc=\"auth\"}"));
     assert_non_null(strstr(r.body, "auth_logins_total{result=\"ok\"}"));
@@ -613,10 +616,8 @@ static void config_errors_exit_2(void **state)
         const char *env;
         const char *needle;
     } cases[] = {
-        {"AUTH_PORT=http", "AUTH_PORT:"},
-        {"JWT_SECRET=short", "JWT_SECRET:"},
-        {"JWT_SECRET=", "JWT_SECRET: required"},
-        {"LOG_LEVEL=verbose", "LOG_LEVEL:"},
+        {"AUTH_PORT=http", "AUTH_PORT:"},        {"JWT_SECRET=short", "JWT_SECRET:"},
+        {"JWT_SECRET=", "JWT_SECRET: required"}, {"LOG_LEVEL=verbose", "LOG_LEVEL:"},
         {"MYSQL_HOST=127.0.0.1", "MYSQL_USER:"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

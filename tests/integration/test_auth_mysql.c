@@ -55,15 +55,15 @@ static void outage_and_recovery(void **state)
     server_init(&s, extra);
 
     assert_int_equal(server_cli(&s, NULL, "migrate", NULL, NULL, NULL), 0);
-    assert_int_equal(server_cli(&s, "mysql-pass\n", "user", "add", "my@example.com", "--admin"),
-                     0);
+    assert_int_equal(server_cli(&s, "mysql-pass\n", "user", "add", "my@example.com", "--admin"), 0);
     server_start(&s, "auth");
     login_status(&s, 200, NULL);
 
     assert_int_equal(services("mariadb-stop"), 0);
     login_status(&s, 503, "users_unavailable");
     struct th_resp r;
-    post(&s, "/login", NULL, NULL, "{\"email\":\"my@example.com\",\"password\":\"mysql-pass\"}", &r);
+    post(&s, "/login", NULL, NULL, "{\"email\":\"my@example.com\",\"password\":\"mysql-pass\"}",
+         &r);
     char buf[32];
     assert_non_null(th_header(&r, "Retry-After", buf, sizeof(buf)));
     th_resp_free(&r);

@@ -77,8 +77,7 @@ static void user_commands(void **state)
            "created first@example.com (admin)");
     expect(&s, 0, "second-password\r\n", "user", "add", "second@example.com", NULL,
            "created second@example.com");
-    expect(&s, 1, "second-password\n", "user", "add", "second@example.com", NULL,
-           "already exists");
+    expect(&s, 1, "second-password\n", "user", "add", "second@example.com", NULL, "already exists");
     expect(&s, 2, NULL, "user", "add", "third@example.com", NULL, "password on standard input");
     expect(&s, 2, "\n", "user", "add", "third@example.com", NULL, "password is required");
     expect(&s, 2, "short\n", "user", "add", "third@example.com", NULL, "at least 8");

@@ -158,8 +158,7 @@ void th_rmtree(const char *dir)
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-pid_t th_spawn(char *const argv[], char *const env[], const char *stdin_text,
-               const char *log_path)
+pid_t th_spawn(char *const argv[], char *const env[], const char *stdin_text, const char *log_path)
 {
     int in[2] = {-1, -1};
     if (stdin_text != NULL)
@@ -261,8 +260,7 @@ static MYSQL *admin_conn(void)
     unsigned port = (unsigned)strtoul(th_need_env("VID2MP3_TEST_MYSQL_PORT"), NULL, 10);
     if (mysql_real_connect(m, th_need_env("VID2MP3_TEST_MYSQL_HOST"),
                            th_need_env("VID2MP3_TEST_MYSQL_USER"),
-                           th_need_env("VID2MP3_TEST_MYSQL_PASSWORD"), NULL, port, NULL,
-                           0) == NULL)
+                           th_need_env("VID2MP3_TEST_MYSQL_PASSWORD"), NULL, port, NULL, 0) == NULL)
         fail_msg("cannot reach the test MariaDB: %s", mysql_error(m));
     return m;
 }

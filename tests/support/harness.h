@@ -16,7 +16,7 @@
 
 struct th_resp {
     long status;
-    char *body;    /* NUL-terminated */
+    char *body; /* NUL-terminated */
     size_t len;
     char *headers; /* raw header block */
 };
@@ -54,8 +54,7 @@ void th_rmtree(const char *dir);
  * be NULL: inherited), stdin from stdin_text (may be NULL: /dev/null).
  * Returns the pid.
  */
-pid_t th_spawn(char *const argv[], char *const env[], const char *stdin_text,
-               const char *log_path);
+pid_t th_spawn(char *const argv[], char *const env[], const char *stdin_text, const char *log_path);
 
 /* Runs a command to completion as th_spawn does; returns its exit status
  * (or 128 + signal). */

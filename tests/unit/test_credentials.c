@@ -150,9 +150,12 @@ int main(void)
     if (sodium_init() < 0)
         return 1;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(basic_ok),           cmocka_unit_test(basic_broken),
-        cmocka_unit_test(json_ok),            cmocka_unit_test(json_bad),
-        cmocka_unit_test(lengths_are_bounded), cmocka_unit_test(email_normalization),
+        cmocka_unit_test(basic_ok),
+        cmocka_unit_test(basic_broken),
+        cmocka_unit_test(json_ok),
+        cmocka_unit_test(json_bad),
+        cmocka_unit_test(lengths_are_bounded),
+        cmocka_unit_test(email_normalization),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,8 +12,8 @@ static void shape(void **state)
     (void)state;
     json_t *e = jsonerr_new("invalid_request", "email is required");
     char *text = json_dumps(e, JSON_COMPACT | JSON_SORT_KEYS);
-    assert_string_equal(text,
-                        "{\"error\":{\"code\":\"invalid_request\",\"message\":\"email is required\"}}");
+    assert_string_equal(
+        text, "{\"error\":{\"code\":\"invalid_request\",\"message\":\"email is required\"}}");
     free(text);
     assert_int_equal(json_object_size(e), 1);
     json_decref(e);
@@ -26,8 +26,9 @@ static void escapes_hostile_text(void **state)
     char *text = json_dumps(e, JSON_COMPACT);
     json_t *back = json_loads(text, 0, NULL);
     assert_non_null(back);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(back, "error"), "message")),
-                        "quote \" backslash \\ newline \n");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(back, "error"), "message")),
+        "quote \" backslash \\ newline \n");
     json_decref(back);
     json_decref(e);
     free(text);

@@ -28,9 +28,9 @@ static void weak_hash_needs_rehash(void **state)
 {
     (void)state;
     char weak[crypto_pwhash_STRBYTES];
-    assert_int_equal(crypto_pwhash_str(weak, "pw", 2, crypto_pwhash_OPSLIMIT_MIN,
-                                       crypto_pwhash_MEMLIMIT_MIN),
-                     0);
+    assert_int_equal(
+        crypto_pwhash_str(weak, "pw", 2, crypto_pwhash_OPSLIMIT_MIN, crypto_pwhash_MEMLIMIT_MIN),
+        0);
     assert_true(password_needs_rehash(weak));
 }
 

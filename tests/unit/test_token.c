@@ -16,7 +16,10 @@
 #define NOW ((time_t)1800000000)
 
 static const struct token_keys keys = {
-    (const unsigned char *)SECRET, sizeof(SECRET) - 1, "vid2mp3", 86400,
+    (const unsigned char *)SECRET,
+    sizeof(SECRET) - 1,
+    "vid2mp3",
+    86400,
 };
 
 /* A token with the given algorithm, key and claims (JSON text). */
@@ -108,8 +111,11 @@ static void alg_none(void **state)
     assert_int_not_equal(token_verify(&keys, t, NOW, &c), TOKEN_OK);
     free(t);
     /* by hand, with a signature part present and several spellings */
-    const char *headers[] = {"{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"alg\":\"None\"}",
-                             "{\"alg\":\"NONE\"}", "{\"typ\":\"JWT\"}", "{\"alg\":null}",
+    const char *headers[] = {"{\"alg\":\"none\",\"typ\":\"JWT\"}",
+                             "{\"alg\":\"None\"}",
+                             "{\"alg\":\"NONE\"}",
+                             "{\"typ\":\"JWT\"}",
+                             "{\"alg\":null}",
                              "{\"alg\":\"HS256\",\"alg\":\"none\"}"};
     char *p = b64url(claims);
     for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
@@ -129,8 +135,9 @@ static void required_claims(void **state)
     struct token_claims c;
     const char *bad[] = {
         "{\"iss\":\"vid2mp3\",\"sub\":\"a@b.c\",\"admin\":true,\"iat\":1800000000}", /* no exp */
-        "{\"iss\":\"other\",\"sub\":\"a@b.c\",\"admin\":true,\"iat\":1800000000,\"exp\":1800086400}",
-        "{\"sub\":\"a@b.c\",\"admin\":true,\"iat\":1800000000,\"exp\":1800086400}", /* no iss */
+        "{\"iss\":\"other\",\"sub\":\"a@b.c\",\"admin\":true,\"iat\":1800000000,\"exp\":"
+        "1800086400}",
+        "{\"sub\":\"a@b.c\",\"admin\":true,\"iat\":1800000000,\"exp\":1800086400}",   /* no iss */
         "{\"iss\":\"vid2mp3\",\"admin\":true,\"iat\":1800000000,\"exp\":1800086400}", /* no sub */
         "{\"iss\":\"vid2mp3\",\"sub\":\"a@b.c\",\"admin\":\"yes\",\"iat\":1800000000,"
         "\"exp\":1800086400}",
@@ -152,8 +159,8 @@ static void malformed_and_long(void **state)
 {
     (void)state;
     struct token_claims c;
-    const char *bad[] = {"", "garbage", "a.b", "a.b.c.d", "...", "e30.e30.", "!!!.e30.sig",
-                         "eyJhbGciOiJIUzI1NiJ9.!!!.sig"};
+    const char *bad[] = {"",    "garbage",  "a.b",         "a.b.c.d",
+                         "...", "e30.e30.", "!!!.e30.sig", "eyJhbGciOiJIUzI1NiJ9.!!!.sig"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         assert_int_not_equal(token_verify(&keys, bad[i], NOW, &c), TOKEN_OK);
     char *t = NULL;
@@ -181,9 +188,9 @@ static void bearer_header(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(round_trip),       cmocka_unit_test(expiry_with_leeway),
-        cmocka_unit_test(other_secret),     cmocka_unit_test(algorithm_switch),
-        cmocka_unit_test(alg_none),         cmocka_unit_test(required_claims),
+        cmocka_unit_test(round_trip),         cmocka_unit_test(expiry_with_leeway),
+        cmocka_unit_test(other_secret),       cmocka_unit_test(algorithm_switch),
+        cmocka_unit_test(alg_none),           cmocka_unit_test(required_claims),
         cmocka_unit_test(malformed_and_long), cmocka_unit_test(bearer_header),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
