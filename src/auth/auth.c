@@ -143,10 +143,9 @@ static void handle_login(struct http_req *req, void *ctx)
     char email_key[USERS_EMAIL_MAX + 3], addr_key[80];
     snprintf(email_key, sizeof(email_key), "e:%s", c.email);
     snprintf(addr_key, sizeof(addr_key), "a:%s", http_req_client_ip(req));
-    long wait = throttle_check(a->throttle, email_key, now);
-    long wait_addr = throttle_check(a->throttle, addr_key, now);
-    if (wait_addr > wait)
-        wait = wait_addr;
+    /* The attempt counts against both limits while it runs (see throttle.h). */
+    const char *keys[2] = {email_key, addr_key};
+    long wait = throttle_begin(a->throttle, keys, 2, now);
     if (wait > 0) {
         log_warn("login throttled",
                  json_pack("{s:s, s:s}", "email", c.email, "client", http_req_client_ip(req)));
@@ -159,6 +158,7 @@ static void handle_login(struct http_req *req, void *ctx)
     int rc = users_get(a->users, c.email, &u);
     if (rc != USERS_OK && rc != USERS_ENOTFOUND) {
         count_login(a, LOGIN_UNAVAILABLE);
+        throttle_end(a->throttle, keys, 2, now, false);
         reply_store_error(req, rc);
         goto out;
     }
@@ -166,18 +166,19 @@ static void handle_login(struct http_req *req, void *ctx)
     int v = password_verify(a->pool, rc == USERS_OK ? u.password_hash : a->dummy_hash, c.password);
     if (v == PASSWORD_EBUSY) {
         count_login(a, LOGIN_UNAVAILABLE);
+        throttle_end(a->throttle, keys, 2, now, false);
         http_reply_error_retry(req, 503, "busy", "the server is busy; try again shortly", 2);
         goto out;
     }
     if (rc != USERS_OK || v != PASSWORD_OK) {
         count_login(a, LOGIN_INVALID);
-        throttle_fail(a->throttle, email_key, now);
-        throttle_fail(a->throttle, addr_key, now);
+        throttle_end(a->throttle, keys, 2, now, true);
         log_info("login failed", json_pack("{s:s, s:s}", "email", c.email, "reason",
                                            rc != USERS_OK ? "unknown_user" : "wrong_password"));
         http_reply_error(req, 401, "invalid_credentials", "the email or password is wrong");
         goto out;
     }
+    throttle_end(a->throttle, keys, 2, now, false);
     throttle_reset(a->throttle, email_key);
     if (password_needs_rehash(u.password_hash))
         upgrade_hash(a, &c);

@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define SLOTS 16384 /* power of two */
 #define PROBES 16
@@ -14,16 +15,17 @@
 struct slot {
     uint64_t key; /* 0: empty */
     time_t last;  /* newest failure */
-    int head;     /* next ring position */
+    int pending;  /* attempts in progress */
 };
 
 struct throttle {
     pthread_mutex_t lock;
+    pthread_cond_t ended; /* an attempt in progress ended */
     unsigned char hash_key[crypto_shorthash_KEYBYTES];
     int max;
     int window;
     struct slot *slots;
-    time_t *times; /* SLOTS rings of max timestamps; 0 = unused */
+    time_t *times; /* SLOTS arrays of max failure times; 0 = unused */
 };
 
 struct throttle *throttle_new(int max_failures, int window)
@@ -40,6 +42,7 @@ struct throttle *throttle_new(int max_failures, int window)
         return NULL;
     }
     pthread_mutex_init(&t->lock, NULL);
+    pthread_cond_init(&t->ended, NULL);
     crypto_shorthash_keygen(t->hash_key);
     return t;
 }
@@ -48,8 +51,10 @@ void throttle_free(struct throttle *t)
 {
     if (t == NULL)
         return;
-    if (t->slots != NULL && t->times != NULL)
+    if (t->slots != NULL && t->times != NULL) {
         pthread_mutex_destroy(&t->lock);
+        pthread_cond_destroy(&t->ended);
+    }
     free(t->slots);
     free(t->times);
     free(t);
@@ -75,42 +80,66 @@ static struct slot *find(struct throttle *t, uint64_t h, bool create)
         if (s->key == 0) { /* prefer an empty slot */
             if (victim == NULL || victim->key != 0)
                 victim = s;
-        } else if (victim == NULL || (victim->key != 0 && s->last < victim->last)) {
-            victim = s; /* else the one whose last failure is oldest */
+        } else if (s->pending == 0 &&
+                   (victim == NULL || (victim->key != 0 && s->last < victim->last))) {
+            victim = s; /* else the idle one whose last failure is oldest */
         }
     }
-    if (!create)
+    if (!create || victim == NULL) /* NULL: every neighbour has attempts in progress */
         return NULL;
     size_t idx = (size_t)(victim - t->slots);
     memset(&t->times[idx * (size_t)t->max], 0, (size_t)t->max * sizeof(time_t));
     victim->key = h;
     victim->last = 0;
-    victim->head = 0;
+    victim->pending = 0;
     return victim;
+}
+
+static time_t *times_of(struct throttle *t, const struct slot *s)
+{
+    return &t->times[(size_t)(s - t->slots) * (size_t)t->max];
+}
+
+/* Seconds key must wait at now, from its slot (may be NULL). Locked. */
+static long wait_for(struct throttle *t, const struct slot *s, time_t now)
+{
+    if (s == NULL)
+        return 0;
+    const time_t *times = times_of(t, s);
+    int recent = 0;
+    time_t oldest = now;
+    for (int i = 0; i < t->max; i++) {
+        if (times[i] != 0 && times[i] > now - t->window) {
+            recent++;
+            if (times[i] < oldest)
+                oldest = times[i];
+        }
+    }
+    if (recent < t->max)
+        return 0;
+    long wait = (long)(oldest + t->window - now);
+    return wait > 0 ? wait : 1;
+}
+
+/* Records a failure at now in place of the oldest (or an unused) entry. Locked. */
+static void record(struct throttle *t, struct slot *s, time_t now)
+{
+    time_t *times = times_of(t, s);
+    int oldest = 0;
+    for (int i = 1; i < t->max; i++) {
+        if (times[i] < times[oldest])
+            oldest = i;
+    }
+    times[oldest] = now;
+    if (now > s->last)
+        s->last = now;
 }
 
 long throttle_check(struct throttle *t, const char *key, time_t now)
 {
     uint64_t h = key_hash(t, key);
-    long wait = 0;
     pthread_mutex_lock(&t->lock);
-    struct slot *s = find(t, h, false);
-    if (s != NULL) {
-        const time_t *ring = &t->times[(size_t)(s - t->slots) * (size_t)t->max];
-        int recent = 0;
-        time_t oldest = now;
-        for (int i = 0; i < t->max; i++) {
-            if (ring[i] != 0 && ring[i] > now - t->window) {
-                recent++;
-                if (ring[i] < oldest)
-                    oldest = ring[i];
-            }
-        }
-        if (recent >= t->max)
-            wait = (long)(oldest + t->window - now);
-        if (recent >= t->max && wait < 1)
-            wait = 1;
-    }
+    long wait = wait_for(t, find(t, h, false), now);
     pthread_mutex_unlock(&t->lock);
     return wait;
 }
@@ -120,9 +149,79 @@ void throttle_fail(struct throttle *t, const char *key, time_t now)
     uint64_t h = key_hash(t, key);
     pthread_mutex_lock(&t->lock);
     struct slot *s = find(t, h, true);
-    t->times[(size_t)(s - t->slots) * (size_t)t->max + (size_t)s->head] = now;
-    s->head = (s->head + 1) % t->max;
-    s->last = now;
+    if (s != NULL)
+        record(t, s, now);
+    pthread_mutex_unlock(&t->lock);
+}
+
+/* Failures of s within the window at now. Locked. */
+static int recent_failures(struct throttle *t, const struct slot *s, time_t now)
+{
+    const time_t *times = times_of(t, s);
+    int recent = 0;
+    for (int i = 0; i < t->max; i++)
+        recent += times[i] != 0 && times[i] > now - t->window;
+    return recent;
+}
+
+long throttle_begin(struct throttle *t, const char *const *keys, int n, time_t now)
+{
+    uint64_t h[THROTTLE_MAX_KEYS];
+    for (int i = 0; i < n; i++)
+        h[i] = key_hash(t, keys[i]);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += THROTTLE_WAIT_SECONDS;
+
+    pthread_mutex_lock(&t->lock);
+    long wait = 0;
+    for (;;) {
+        struct slot *s[THROTTLE_MAX_KEYS];
+        bool room = true;
+        for (int i = 0; i < n && wait == 0; i++) {
+            s[i] = find(t, h[i], true);
+            if (s[i] == NULL) { /* no slot free for it: wait for one */
+                room = false;
+                continue;
+            }
+            long w = wait_for(t, s[i], now);
+            if (w > 0)
+                wait = w;
+            else if (recent_failures(t, s[i], now) + s[i]->pending >= t->max)
+                room = false;
+        }
+        if (wait > 0)
+            break;
+        if (room) {
+            for (int i = 0; i < n; i++)
+                s[i]->pending++;
+            break;
+        }
+        if (pthread_cond_timedwait(&t->ended, &t->lock, &deadline) != 0) {
+            wait = 1; /* attempts in progress did not end in time */
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->lock);
+    return wait;
+}
+
+void throttle_end(struct throttle *t, const char *const *keys, int n, time_t now, bool failed)
+{
+    uint64_t h[THROTTLE_MAX_KEYS];
+    for (int i = 0; i < n; i++)
+        h[i] = key_hash(t, keys[i]);
+    pthread_mutex_lock(&t->lock);
+    for (int i = 0; i < n; i++) {
+        struct slot *s = find(t, h[i], false);
+        if (s == NULL)
+            continue;
+        if (s->pending > 0)
+            s->pending--;
+        if (failed)
+            record(t, s, now);
+    }
+    pthread_cond_broadcast(&t->ended);
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -132,11 +231,10 @@ void throttle_reset(struct throttle *t, const char *key)
     pthread_mutex_lock(&t->lock);
     struct slot *s = find(t, h, false);
     if (s != NULL) {
-        memset(&t->times[(size_t)(s - t->slots) * (size_t)t->max], 0,
-               (size_t)t->max * sizeof(time_t));
-        s->key = 0;
+        memset(times_of(t, s), 0, (size_t)t->max * sizeof(time_t));
         s->last = 0;
-        s->head = 0;
+        if (s->pending == 0)
+            s->key = 0; /* else keep it: attempts in progress will end on it */
     }
     pthread_mutex_unlock(&t->lock);
 }

@@ -570,6 +570,45 @@ static void throttle_failed_logins(void **state)
     server_cleanup(&s);
 }
 
+static struct server *burst_server;
+
+static void *wrong_login(void *arg)
+{
+    long *status = arg;
+    struct th_resp r;
+    post(burst_server, "/login", NULL, NULL,
+         "{\"email\":\"victim@example.com\",\"password\":\"guess\"}", &r);
+    *status = r.status;
+    th_resp_free(&r);
+    return NULL;
+}
+
+/* Guesses sent in parallel must not slip past the count while they hash. */
+static void throttle_parallel_burst(void **state)
+{
+    (void)state;
+    struct server s;
+    server_init(&s, NULL);
+    assert_int_equal(server_cli(&s, "victim-password\n", "user", "add", "victim@example.com", NULL),
+                     0);
+    server_start(&s, "auth");
+    burst_server = &s;
+    pthread_t t[40];
+    long status[40];
+    for (int i = 0; i < 40; i++)
+        pthread_create(&t[i], NULL, wrong_login, &status[i]);
+    int unauthorized = 0, throttled = 0;
+    for (int i = 0; i < 40; i++) {
+        pthread_join(t[i], NULL);
+        unauthorized += status[i] == 401;
+        throttled += status[i] == 429;
+    }
+    assert_int_equal(unauthorized, 10);
+    assert_int_equal(throttled, 30);
+    assert_int_equal(server_stop(&s, SIGTERM), 0);
+    server_cleanup(&s);
+}
+
 static void *slow_login(void *arg)
 {
     struct server *s = arg;
@@ -678,6 +717,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(health_ready_metrics),
         cmocka_unit_test(logs_are_json_without_secrets),
         cmocka_unit_test(throttle_failed_logins),
+        cmocka_unit_test(throttle_parallel_burst),
         cmocka_unit_test(sigterm_drains_in_flight),
         cmocka_unit_test(config_errors_exit_2),
         cmocka_unit_test(port_in_use_fails_cleanly),
