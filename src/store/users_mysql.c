@@ -22,9 +22,11 @@
 #include <time.h>
 
 #define POOL_SIZE 4
-#define CONNECT_TIMEOUT 3    /* seconds */
-#define IO_TIMEOUT 5         /* seconds, each of read and write */
-#define EDISCONNECTED (-100) /* internal: retry on a fresh connection */
+#define CONNECT_TIMEOUT 3     /* seconds */
+#define IO_TIMEOUT 5          /* seconds, each of read and write */
+#define ACQUIRE_TIMEOUT 10    /* seconds waiting for a free connection */
+#define EDISCONNECTED (-100)  /* internal: connection lost before the statement ran */
+#define ELOSTAFTERSEND (-101) /* internal: lost after sending; a write may have happened */
 
 struct slot {
     MYSQL *conn; /* NULL: not connected */
@@ -38,6 +40,12 @@ struct my {
     pthread_cond_t freed;
     struct slot slots[POOL_SIZE];
     atomic_bool migrated; /* schema known to exist; until then each new connection checks */
+    /* While the server is known to be down, one caller at a time probes it
+     * with a connect; the others answer "unavailable" at once instead of
+     * queueing on connect timeouts. The first call after it is back probes
+     * and succeeds, so recovery needs no restart and no waiting period. */
+    atomic_bool down;
+    atomic_bool probing;
 };
 
 static pthread_once_t library_once = PTHREAD_ONCE_INIT;
@@ -82,7 +90,9 @@ static MYSQL *connect_new(struct my *m)
     mysql_options(c, MYSQL_OPT_WRITE_TIMEOUT, &io);
     mysql_options(c, MYSQL_OPT_RECONNECT, &off);
     mysql_options(c, MYSQL_SET_CHARSET_NAME, "utf8mb4");
-    if (mysql_real_connect(c, m->host, m->user, m->password, m->db, m->port, NULL, 0) == NULL) {
+    /* CLIENT_FOUND_ROWS: an UPDATE to the same value still counts its row */
+    if (mysql_real_connect(c, m->host, m->user, m->password, m->db, m->port, NULL,
+                           CLIENT_FOUND_ROWS) == NULL) {
         log_warn("users store: cannot connect to mysql",
                  json_pack("{s:s, s:i, s:i, s:s}", "host", m->host, "port", (int)m->port, "errno",
                            (int)mysql_errno(c), "detail", mysql_error(c)));
@@ -92,8 +102,12 @@ static MYSQL *connect_new(struct my *m)
     return c;
 }
 
+/* A free slot, or NULL when none frees up within ACQUIRE_TIMEOUT. */
 static struct slot *acquire(struct my *m)
 {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += ACQUIRE_TIMEOUT;
     pthread_mutex_lock(&m->lock);
     for (;;) {
         for (int i = 0; i < POOL_SIZE; i++) {
@@ -103,7 +117,10 @@ static struct slot *acquire(struct my *m)
                 return &m->slots[i];
             }
         }
-        pthread_cond_wait(&m->freed, &m->lock);
+        if (pthread_cond_timedwait(&m->freed, &m->lock, &deadline) != 0) {
+            pthread_mutex_unlock(&m->lock);
+            return NULL;
+        }
     }
 }
 
@@ -120,14 +137,28 @@ typedef int (*op_fn)(MYSQL *c, void *arg);
 
 static int op_migrate(MYSQL *c, void *arg);
 
-static int with_conn(struct my *m, op_fn fn, void *arg)
+/*
+ * Runs fn on a pooled connection. A connection lost before the statement
+ * ran is replaced and the operation retried once; one lost after it was
+ * sent is retried only when the operation is idempotent, since a write may
+ * have been committed (the caller then says "unavailable": outcome unknown).
+ */
+static int with_conn(struct my *m, op_fn fn, void *arg, bool idempotent)
 {
     struct slot *s = acquire(m);
+    if (s == NULL)
+        return USERS_EUNAVAIL;
     int rc = USERS_EUNAVAIL;
     for (int attempt = 0; attempt < 2; attempt++) {
         bool fresh = false;
         if (s->conn == NULL) {
+            bool down = atomic_load(&m->down);
+            if (down && atomic_exchange(&m->probing, true))
+                break; /* another caller is probing the server */
             s->conn = connect_new(m);
+            if (down)
+                atomic_store(&m->probing, false);
+            atomic_store(&m->down, s->conn == NULL);
             if (s->conn == NULL)
                 break;
             fresh = true;
@@ -138,13 +169,14 @@ static int with_conn(struct my *m, op_fn fn, void *arg)
                 atomic_store(&m->migrated, true);
         }
         rc = fn(s->conn, arg);
-        if (rc != EDISCONNECTED)
+        if (rc != EDISCONNECTED && rc != ELOSTAFTERSEND)
             break;
+        bool retry = !fresh && (rc == EDISCONNECTED || idempotent);
         mysql_close(s->conn);
         s->conn = NULL;
         rc = USERS_EUNAVAIL;
-        if (fresh)
-            break; /* a brand-new connection failed too: the server is down */
+        if (!retry)
+            break;
     }
     release(m, s);
     return rc;
@@ -167,8 +199,15 @@ static MYSQL_STMT *prepare(MYSQL *c, const char *sql, const char *const *params,
         b[i].buffer_length = strlen(params[i]);
     }
     if (mysql_stmt_prepare(st, sql, strlen(sql)) != 0 ||
-        (n > 0 && mysql_stmt_bind_param(st, b) != 0) || mysql_stmt_execute(st) != 0) {
+        (n > 0 && mysql_stmt_bind_param(st, b) != 0)) {
         *rc = stmt_fail(st, op);
+        mysql_stmt_close(st);
+        return NULL;
+    }
+    if (mysql_stmt_execute(st) != 0) {
+        *rc = stmt_fail(st, op);
+        if (*rc == EDISCONNECTED)
+            *rc = ELOSTAFTERSEND;
         mysql_stmt_close(st);
         return NULL;
     }
@@ -367,7 +406,7 @@ static int op_ping(MYSQL *c, void *arg)
 static int my_migrate(void *h)
 {
     struct my *m = h;
-    int rc = with_conn(m, op_migrate, NULL);
+    int rc = with_conn(m, op_migrate, NULL, true);
     if (rc == USERS_OK)
         atomic_store(&m->migrated, true);
     return rc;
@@ -376,41 +415,41 @@ static int my_migrate(void *h)
 static int my_get(void *h, const char *email, struct user *out)
 {
     struct get_arg a = {email, out};
-    return with_conn(h, op_get, &a);
+    return with_conn(h, op_get, &a, true);
 }
 
 static int my_create(void *h, const struct user *u)
 {
-    return with_conn(h, op_create, (void *)u);
+    return with_conn(h, op_create, (void *)u, false);
 }
 
 static int my_set_hash(void *h, const char *email, const char *hash)
 {
     struct change_arg a = {
         "UPDATE users SET password_hash = ? WHERE email = ?", {hash, email}, 2, "set_hash"};
-    return with_conn(h, op_change, &a);
+    return with_conn(h, op_change, &a, true); /* same value twice: idempotent */
 }
 
 static int my_remove(void *h, const char *email)
 {
     struct change_arg a = {"DELETE FROM users WHERE email = ?", {email, NULL}, 1, "remove"};
-    return with_conn(h, op_change, &a);
+    return with_conn(h, op_change, &a, false);
 }
 
 static int my_list(void *h, users_list_fn fn, void *ctx)
 {
     struct list_arg a = {fn, ctx};
-    return with_conn(h, op_list, &a);
+    return with_conn(h, op_list, &a, true);
 }
 
 static int my_count_admins(void *h, long *out)
 {
-    return with_conn(h, op_count_admins, out);
+    return with_conn(h, op_count_admins, out, true);
 }
 
 static int my_ping(void *h)
 {
-    return with_conn(h, op_ping, NULL);
+    return with_conn(h, op_ping, NULL, true);
 }
 
 static void my_free(void *h)

@@ -141,6 +141,7 @@ static void set_hash_and_remove(void **state)
     struct user u = make("carol@example.com", false), got;
     assert_int_equal(users_create(store, &u), USERS_OK);
     assert_int_equal(users_set_hash(store, "carol@example.com", "$argon2id$new"), USERS_OK);
+    assert_int_equal(users_set_hash(store, "carol@example.com", "$argon2id$new"), USERS_OK);
     assert_int_equal(users_get(store, "carol@example.com", &got), USERS_OK);
     assert_string_equal(got.password_hash, "$argon2id$new");
     assert_int_equal(users_remove(store, "carol@example.com"), USERS_OK);
