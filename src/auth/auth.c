@@ -247,6 +247,9 @@ static void handle_create_user(struct http_req *req, void *ctx)
         why = "the body must be a JSON object {\"email\", \"password\", \"admin\"}";
     else if (!json_is_string(email) || !json_is_string(password))
         why = "email and password are required and must be strings";
+    else if (strlen(json_string_value(email)) != json_string_length(email) ||
+             strlen(json_string_value(password)) != json_string_length(password))
+        why = "email and password must not contain NUL characters";
     else if (admin != NULL && !json_is_boolean(admin))
         why = "admin must be true or false";
     if (why != NULL) {
@@ -348,6 +351,7 @@ struct http_server *auth_serve(struct auth *a, const struct config *cfg, int por
     struct http_server_opts o = {
         .svc = "auth",
         .bind_address = cfg->bind_address,
+        .trusted_proxies = cfg->trusted_proxies,
         .port = port >= 0 ? port : (int)cfg->auth_port,
         .routes = r,
         .nroutes = n,

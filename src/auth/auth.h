@@ -18,7 +18,7 @@ struct auth;
 
 /*
  * Creates the service state. users is borrowed (must outlive the result);
- * secret (secret_len bytes) is copied. Computes a dummy Argon2id hash, so it
+ * secret (the JWT key, NUL-terminated) is copied. Computes a dummy Argon2id hash, so it
  * takes a few tens of milliseconds. Returns NULL with err on failure.
  */
 struct auth *auth_new(const struct config *cfg, struct users *users, const char *secret, char *err,

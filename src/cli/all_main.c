@@ -11,25 +11,29 @@
 #include "core/service.h"
 
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* The JWT secret: JWT_SECRET, or one generated once and kept in DATA_DIR. */
-static int load_secret(const struct config *cfg, char *out, size_t outlen, char *err, size_t errlen)
+/* The JWT secret: JWT_SECRET, or one generated once and kept in DATA_DIR.
+ * Returns a new string (caller wipes and frees) or NULL with err. */
+static char *load_secret(const struct config *cfg, char *err, size_t errlen)
 {
-    if (cfg->jwt_secret != NULL) {
-        snprintf(out, outlen, "%s", cfg->jwt_secret);
-        return 0;
-    }
-    char path[4096];
+    if (cfg->jwt_secret != NULL)
+        return strdup(cfg->jwt_secret);
+    char path[4096], out[65];
     int rc = fsutil_mkdirs(cfg->data_dir, 0700);
     if (rc == 0) {
         snprintf(path, sizeof(path), "%s/jwt-secret", cfg->data_dir);
-        rc = fsutil_secret_load_or_create(path, out, outlen);
+        rc = fsutil_secret_load_or_create(path, out, sizeof(out));
     }
-    if (rc != 0)
+    if (rc != 0) {
         snprintf(err, errlen, "JWT_SECRET unset and %s/jwt-secret unusable: %s", cfg->data_dir,
                  strerror(-rc));
-    return rc;
+        return NULL;
+    }
+    char *secret = strdup(out);
+    sodium_memzero(out, sizeof(out));
+    return secret;
 }
 
 int all_main(int argc, char **argv)
@@ -37,7 +41,8 @@ int all_main(int argc, char **argv)
     (void)argc;
     (void)argv;
     struct config cfg;
-    char err[512], secret[256];
+    char err[512];
+    char *secret = NULL;
     int rc = service_config(&cfg, "all");
     if (rc != 0)
         return rc;
@@ -47,13 +52,13 @@ int all_main(int argc, char **argv)
     struct auth *a = NULL;
     struct http_server *auth_srv = NULL;
     rc = EXIT_FAILURE_RUNTIME;
-    if (load_secret(&cfg, secret, sizeof(secret), err, sizeof(err)) != 0)
+    secret = load_secret(&cfg, err, sizeof(err));
+    if (secret == NULL)
         goto fail;
     users = users_open(&cfg, err, sizeof(err));
     if (users == NULL)
         goto fail;
     a = auth_new(&cfg, users, secret, err, sizeof(err));
-    sodium_memzero(secret, sizeof(secret));
     if (a == NULL)
         goto fail;
     auth_srv = auth_serve(a, &cfg, -1, err, sizeof(err));
@@ -73,6 +78,10 @@ int all_main(int argc, char **argv)
 fail:
     log_error("vid2mp3 all failed to start", json_pack("{s:s}", "reason", err));
 out:
+    if (secret != NULL) {
+        sodium_memzero(secret, strlen(secret));
+        free(secret);
+    }
     auth_free(a);
     users_free(users);
     return rc;

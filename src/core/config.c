@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum var_type { VAR_STR, VAR_LONG, VAR_LEVEL, VAR_ADDR };
+enum var_type { VAR_STR, VAR_LONG, VAR_LEVEL, VAR_ADDR, VAR_ADDRLIST };
 
 struct var {
     const char *name;
@@ -29,6 +29,7 @@ struct var {
 
 static const struct var vars[] = {
     {"BIND_ADDRESS", VAR_ADDR, offsetof(struct config, bind_address), "0.0.0.0", 0, 0, false},
+    {"TRUSTED_PROXIES", VAR_ADDRLIST, offsetof(struct config, trusted_proxies), "", 0, 0, false},
     NUM("AUTH_PORT", auth_port, "5000", 0, 65535),
     STR("DATA_DIR", data_dir, "./data", false),
     {"LOG_LEVEL", VAR_LEVEL, offsetof(struct config, log_level), "info", 0, 0, false},
@@ -57,6 +58,28 @@ static int parse_long(const char *s, long lo, long hi, long *out)
         return -1;
     *out = v;
     return 0;
+}
+
+/* True when s is a comma-separated list of IP literals (spaces allowed). */
+static bool addr_list_ok(const char *s)
+{
+    char item[64];
+    while (*s != '\0') {
+        while (*s == ' ' || *s == ',')
+            s++;
+        size_t n = strcspn(s, ", ");
+        if (n == 0)
+            break;
+        if (n >= sizeof(item))
+            return false;
+        memcpy(item, s, n);
+        item[n] = '\0';
+        unsigned char buf[sizeof(struct in6_addr)];
+        if (inet_pton(AF_INET, item, buf) != 1 && inet_pton(AF_INET6, item, buf) != 1)
+            return false;
+        s += n;
+    }
+    return true;
 }
 
 static int load_var(const struct var *v, struct config *c, char *err, size_t errlen)
@@ -98,6 +121,15 @@ static int load_var(const struct var *v, struct config *c, char *err, size_t err
         *(const char **)field = s;
         return 0;
     }
+    case VAR_ADDRLIST:
+        if (s != NULL && !addr_list_ok(s)) {
+            snprintf(err, errlen,
+                     "%s: must be a comma-separated list of IP addresses, got \"%.60s\"", v->name,
+                     s);
+            return -1;
+        }
+        *(const char **)field = s;
+        return 0;
     }
     return -1;
 }

@@ -18,6 +18,7 @@
 struct config {
     /* service */
     const char *bind_address;
+    const char *trusted_proxies; /* comma-separated IPs whose X-Forwarded-For is believed */
     long auth_port;
     const char *data_dir;
     const char *log_level;

@@ -51,6 +51,26 @@ static int read_secret(int fd, char *out, size_t outlen)
     return 0;
 }
 
+/* fsyncs the directory holding path, so a new entry in it survives a crash. */
+static int sync_parent(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
+    return rc;
+}
+
 int fsutil_secret_load_or_create(const char *path, char *out, size_t outlen)
 {
     if (outlen < 65)
@@ -64,28 +84,42 @@ int fsutil_secret_load_or_create(const char *path, char *out, size_t outlen)
     if (errno != ENOENT)
         return -errno;
 
+    /* Written whole to a temporary file, then linked into place: nobody ever
+     * sees a partial secret, even after kill -9, and of two processes
+     * starting at once the second link fails and that one reads the winner's. */
+    char tmp[4096];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp.%ld.%08x", path, (long)getpid(),
+                 (unsigned)randombytes_random()) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
     unsigned char raw[32];
-    char hex[65];
+    char hex[66];
     randombytes_buf(raw, sizeof(raw));
     sodium_bin2hex(hex, sizeof(hex), raw, sizeof(raw));
     sodium_memzero(raw, sizeof(raw));
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        if (errno == EEXIST) /* another process won the race: use its secret */
-            return fsutil_secret_load_or_create(path, out, outlen);
-        return -errno;
-    }
-    int rc = 0;
     hex[64] = '\n';
-    if (write(fd, hex, 65) != 65 || fsync(fd) != 0)
-        rc = errno != 0 ? -errno : -EIO;
+    int rc = 0;
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = write(fd, hex, 65);
+    if (n != 65)
+        rc = n < 0 ? -errno : -EIO;
+    else if (fsync(fd) != 0)
+        rc = -errno;
     close(fd);
-    if (rc != 0) {
-        unlink(path);
-        return rc;
+    if (rc == 0 && link(tmp, path) != 0)
+        rc = -errno;
+    unlink(tmp);
+    if (rc == -EEXIST) { /* another process won: use its secret */
+        sodium_memzero(hex, sizeof(hex));
+        return fsutil_secret_load_or_create(path, out, outlen);
     }
-    hex[64] = '\0';
-    snprintf(out, outlen, "%s", hex);
+    if (rc == 0)
+        rc = sync_parent(path);
+    if (rc == 0) {
+        hex[64] = '\0';
+        snprintf(out, outlen, "%s", hex);
+    }
     sodium_memzero(hex, sizeof(hex));
-    return 0;
+    return rc;
 }

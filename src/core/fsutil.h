@@ -11,8 +11,10 @@ int fsutil_mkdirs(const char *path, mode_t mode);
 
 /*
  * Reads the secret kept in file path, or, when there is none, creates the
- * file (mode 0600, exclusively, fsync'd) holding 64 hex digits of a new
- * 256-bit random secret. Either way out gets the secret as text
+ * file (mode 0600) holding 64 hex digits of a new 256-bit random secret:
+ * written to a temporary file, fsync'd and linked into place, so the file
+ * is never seen partial, even after kill -9, and two processes starting at
+ * once end with the same secret. Either way out gets the secret as text
  * (outlen >= 65). Returns 0, or -errno; a file that is not 64 hex digits
  * is -EINVAL.
  */

@@ -26,6 +26,8 @@
 #define DISCARD_MAX (1024 * 1024)
 #define IDLE_TIMEOUT_SECONDS 30
 
+#define MAX_TRUSTED 16
+
 /* Status codes counted per route: 100..599. */
 #define STATUS_MIN 100
 #define STATUS_SLOTS 500
@@ -45,6 +47,8 @@ struct http_server {
     http_ready_fn ready;
     atomic_int in_flight;
     int port;
+    int ntrusted;
+    struct in6_addr trusted[MAX_TRUSTED]; /* IPv4 as v4-mapped */
 };
 
 struct http_req {
@@ -303,6 +307,72 @@ static bool request_id_ok(const char *s)
     return n > 0;
 }
 
+/* Parses an IPv4 or IPv6 literal into a (v4-mapped) IPv6 address. */
+static int parse_ip(const char *text, size_t n, struct in6_addr *out)
+{
+    char buf[INET6_ADDRSTRLEN];
+    if (n == 0 || n >= sizeof(buf))
+        return -1;
+    memcpy(buf, text, n);
+    buf[n] = '\0';
+    struct in_addr v4;
+    if (inet_pton(AF_INET, buf, &v4) == 1) {
+        memset(out, 0, sizeof(*out));
+        out->s6_addr[10] = 0xff;
+        out->s6_addr[11] = 0xff;
+        memcpy(&out->s6_addr[12], &v4, 4);
+        return 0;
+    }
+    return inet_pton(AF_INET6, buf, out) == 1 ? 0 : -1;
+}
+
+static bool is_trusted(const struct http_server *srv, const struct in6_addr *a)
+{
+    for (int i = 0; i < srv->ntrusted; i++) {
+        if (memcmp(&srv->trusted[i], a, sizeof(*a)) == 0)
+            return true;
+    }
+    return false;
+}
+
+static void format_ip(const struct in6_addr *a, char *out, size_t len)
+{
+    if (IN6_IS_ADDR_V4MAPPED(a))
+        inet_ntop(AF_INET, &a->s6_addr[12], out, (socklen_t)len);
+    else
+        inet_ntop(AF_INET6, a, out, (socklen_t)len);
+}
+
+/* From a trusted peer: the right-most X-Forwarded-For entry that is not a
+ * trusted proxy (entries to its left are the client's to forge). */
+static bool forwarded_for(struct http_req *req, struct in6_addr *client)
+{
+    const char *xff = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, "X-Forwarded-For");
+    if (xff == NULL)
+        return false;
+    size_t end = strlen(xff);
+    bool found = false;
+    while (end > 0) {
+        size_t start = end;
+        while (start > 0 && xff[start - 1] != ',')
+            start--;
+        size_t a = start, b = end;
+        while (a < b && xff[a] == ' ')
+            a++;
+        while (b > a && xff[b - 1] == ' ')
+            b--;
+        struct in6_addr ip;
+        if (parse_ip(xff + a, b - a, &ip) != 0)
+            break; /* garbage: trust nothing further left */
+        *client = ip;
+        found = true;
+        if (!is_trusted(req->srv, &ip))
+            break;
+        end = start > 0 ? start - 1 : 0;
+    }
+    return found;
+}
+
 static void set_client_ip(struct http_req *req)
 {
     const union MHD_ConnectionInfo *ci =
@@ -311,12 +381,38 @@ static void set_client_ip(struct http_req *req)
     if (ci == NULL || ci->client_addr == NULL)
         return;
     const struct sockaddr *sa = ci->client_addr;
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)->sin_addr,
-                  req->client_ip, sizeof(req->client_ip));
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr,
-                  req->client_ip, sizeof(req->client_ip));
+    struct in6_addr peer;
+    memset(&peer, 0, sizeof(peer));
+    if (sa->sa_family == AF_INET) {
+        peer.s6_addr[10] = 0xff;
+        peer.s6_addr[11] = 0xff;
+        memcpy(&peer.s6_addr[12], &((const struct sockaddr_in *)(const void *)sa)->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6) {
+        peer = ((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    } else {
+        return;
+    }
+    struct in6_addr client = peer;
+    if (req->srv->ntrusted > 0 && is_trusted(req->srv, &peer))
+        forwarded_for(req, &client);
+    format_ip(&client, req->client_ip, sizeof(req->client_ip));
+}
+
+/* Fills srv->trusted from a comma-separated list; -1 on a bad entry. */
+static int parse_trusted(struct http_server *srv, const char *list)
+{
+    while (list != NULL && *list != '\0') {
+        while (*list == ' ' || *list == ',')
+            list++;
+        size_t n = strcspn(list, ", ");
+        if (n == 0)
+            break;
+        if (srv->ntrusted == MAX_TRUSTED || parse_ip(list, n, &srv->trusted[srv->ntrusted]) != 0)
+            return -1;
+        srv->ntrusted++;
+        list += n;
+    }
+    return 0;
 }
 
 static struct http_req *req_new(struct http_server *srv, struct MHD_Connection *conn,
@@ -490,10 +586,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     log_set_service(srv->svc);
     log_set_request_id(req->id);
     log_info("request",
-             json_pack("{s:s, s:s, s:i, s:f, s:I, s:s, s:b}", "method", req->method, "path",
-                       req->path, "status", (int)status, "duration_ms", (double)us / 1000.0,
-                       "bytes_in", (json_int_t)(req->body_len + req->discarded), "client",
-                       req->client_ip, "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+             json_pack("{s:o, s:o, s:i, s:f, s:I, s:s, s:b}", "method", log_text(req->method),
+                       "path", log_text(req->path), "status", (int)status, "duration_ms",
+                       (double)us / 1000.0, "bytes_in",
+                       (json_int_t)(req->body_len + req->discarded), "client", req->client_ip,
+                       "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
     log_set_request_id(NULL);
     req_free(req);
     atomic_fetch_sub(&srv->in_flight, 1);
@@ -544,6 +641,11 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
         goto oom;
     srv->svc = opts->svc;
     srv->ctx = opts->ctx;
+    if (parse_trusted(srv, opts->trusted_proxies) != 0) {
+        snprintf(err, errlen, "TRUSTED_PROXIES: at most %d IP addresses", MAX_TRUSTED);
+        free(srv);
+        return NULL;
+    }
     srv->ready = opts->ready;
     srv->nroutes = opts->nroutes + NBUILTIN;
     srv->routes = calloc(srv->nroutes, sizeof(*srv->routes));

@@ -10,7 +10,9 @@
  *     generates one, echoes it in the response and sets it as the thread's
  *     log context while the handler runs;
  *   - buffers the body up to the route's max_body (413 past it, checked
- *     against Content-Length before any byte is read);
+ *     against Content-Length before any byte is read; a chunked body that
+ *     runs more than 1 MiB past the limit has its connection closed
+ *     instead, so an endless body cannot keep a thread busy);
  *   - answers unknown paths 404 and known paths with another method 405, as
  *     JSON error objects;
  *   - writes one access log line and counts the request in the metrics by
@@ -47,8 +49,9 @@ struct http_server_opts {
     int port;                 /* 0: any free port, see http_server_port() */
     const struct http_route *routes;
     size_t nroutes;
-    void *ctx;           /* handed to every handler and to ready */
-    http_ready_fn ready; /* NULL: always ready */
+    const char *trusted_proxies; /* comma-separated IPs; see http_req_client_ip() */
+    void *ctx;                   /* handed to every handler and to ready */
+    http_ready_fn ready;         /* NULL: always ready */
 };
 
 /*
@@ -80,7 +83,9 @@ const char *http_req_query(const struct http_req *req, const char *name);
 const char *http_req_param(const struct http_req *req, const char *name);
 /* The body, NUL-terminated (the length excludes the NUL); "" when none. */
 const char *http_req_body(const struct http_req *req, size_t *len);
-/* The client's IP address as text. */
+/* The client's IP address as text: the TCP peer, or, when the peer is one
+ * of the trusted proxies, the right-most address in X-Forwarded-For that is
+ * not itself a trusted proxy. */
 const char *http_req_client_ip(const struct http_req *req);
 const char *http_req_id(const struct http_req *req);
 

@@ -1,6 +1,9 @@
 /* log: see log.h. */
 #include "core/log.h"
 
+#include "core/utf8.h"
+
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +46,12 @@ void log_set_request_id(const char *id)
     snprintf(thread_request_id, sizeof(thread_request_id), "%s", id);
 }
 
+json_t *log_text(const char *s)
+{
+    char clean[257];
+    return json_string(utf8_clean(s != NULL ? s : "", clean, sizeof(clean)));
+}
+
 static void format_ts(char *buf, size_t len)
 {
     struct timespec ts;
@@ -77,9 +86,16 @@ void log_event(enum log_level level, const char *msg, json_t *fields)
     json_decref(line);
     if (text == NULL)
         return;
-    size_t n = strlen(text);
-    text[n] = '\n'; /* json_dumps' terminator becomes the newline */
-    ssize_t rc = write(STDERR_FILENO, text, n + 1);
-    (void)rc; /* nowhere left to report a failing stderr */
+    size_t n = strlen(text) + 1;
+    text[n - 1] = '\n'; /* json_dumps' terminator becomes the newline */
+    /* One write(2) for the whole line when possible; finish a partial one. */
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(STDERR_FILENO, text + off, n - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            break; /* nowhere left to report a failing stderr */
+        off += (size_t)w;
+    }
     free(text);
 }

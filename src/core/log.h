@@ -36,6 +36,11 @@ void log_set_request_id(const char *id);
  */
 void log_event(enum log_level level, const char *msg, json_t *fields);
 
+/* A JSON string of outside text for a field: invalid UTF-8 bytes become
+ * '?' and the text is cut at 256 bytes, so hostile input can neither make a
+ * line unencodable (and so lost) nor make it huge. Use with json_pack "o". */
+json_t *log_text(const char *s);
+
 #define log_debug(msg, fields) log_event(LOG_LEVEL_DEBUG, (msg), (fields))
 #define log_info(msg, fields) log_event(LOG_LEVEL_INFO, (msg), (fields))
 #define log_warn(msg, fields) log_event(LOG_LEVEL_WARN, (msg), (fields))

@@ -2,6 +2,7 @@
 #include "store/users.h"
 
 #include "core/fsutil.h"
+#include "core/utf8.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,7 +50,7 @@ int users_normalize_email(const char *email, char *out)
         return USERS_EINVAL;
     const char *at = strchr(email, '@');
     if (at == NULL || at == email || at[1] == '\0' || strchr(at + 1, '@') != NULL ||
-        at - email > 64)
+        at - email > 64 || !utf8_valid(email, len))
         return USERS_EINVAL;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)email[i];

@@ -109,7 +109,7 @@ static inline int users_ping(struct users *u)
 
 /*
  * Checks that email is one plausible address (one '@', non-empty parts, at
- * most USERS_EMAIL_MAX bytes, no spaces or control characters) and writes
+ * most USERS_EMAIL_MAX bytes of valid UTF-8, no spaces or control characters) and writes
  * it lower-cased to out (USERS_EMAIL_MAX + 1 bytes). Returns 0 or
  * USERS_EINVAL.
  */

@@ -3,7 +3,9 @@
  *
  * One connection opened in serialized mode is shared by all threads; user
  * operations are few and short (a login spends its time hashing, not
- * here). synchronous=FULL: an acknowledged account survives power loss.
+ * here). Each operation holds the connection's mutex from prepare to
+ * finalize, so sqlite3_changes() and sqlite3_errmsg() read its own results,
+ * not another thread's. synchronous=FULL: an acknowledged account survives power loss.
  */
 #include "store/users.h"
 
@@ -43,7 +45,7 @@ static int fail(struct sq *s, int rc, const char *what)
     return map_rc(rc);
 }
 
-static int sq_migrate(void *h)
+static int sq_migrate_locked(void *h)
 {
     struct sq *s = h;
     static const char sql[] = "CREATE TABLE IF NOT EXISTS users ("
@@ -70,7 +72,7 @@ static void copy_row(sqlite3_stmt *st, struct user *u)
 
 #define SELECT_USER "SELECT id, email, password_hash, admin, created_at FROM users"
 
-static int sq_get(void *h, const char *email, struct user *out)
+static int sq_get_locked(void *h, const char *email, struct user *out)
 {
     struct sq *s = h;
     sqlite3_stmt *st = NULL;
@@ -90,7 +92,7 @@ static int sq_get(void *h, const char *email, struct user *out)
     return result;
 }
 
-static int sq_create(void *h, const struct user *u)
+static int sq_create_locked(void *h, const struct user *u)
 {
     struct sq *s = h;
     sqlite3_stmt *st = NULL;
@@ -135,18 +137,18 @@ static int exec_change(struct sq *s, const char *sql, const char *a, const char 
     return result;
 }
 
-static int sq_set_hash(void *h, const char *email, const char *hash)
+static int sq_set_hash_locked(void *h, const char *email, const char *hash)
 {
     return exec_change(h, "UPDATE users SET password_hash = ?2 WHERE email = ?1", email, hash,
                        "set_hash");
 }
 
-static int sq_remove(void *h, const char *email)
+static int sq_remove_locked(void *h, const char *email)
 {
     return exec_change(h, "DELETE FROM users WHERE email = ?1", email, NULL, "remove");
 }
 
-static int sq_list(void *h, users_list_fn fn, void *ctx)
+static int sq_list_locked(void *h, users_list_fn fn, void *ctx)
 {
     struct sq *s = h;
     sqlite3_stmt *st = NULL;
@@ -165,7 +167,7 @@ static int sq_list(void *h, users_list_fn fn, void *ctx)
     return rc == SQLITE_DONE ? USERS_OK : fail(s, rc, "list");
 }
 
-static int sq_count_admins(void *h, long *out)
+static int sq_count_admins_locked(void *h, long *out)
 {
     struct sq *s = h;
     sqlite3_stmt *st = NULL;
@@ -179,11 +181,62 @@ static int sq_count_admins(void *h, long *out)
     return rc == SQLITE_ROW ? USERS_OK : fail(s, rc, "count_admins");
 }
 
-static int sq_ping(void *h)
+static int sq_ping_locked(void *h)
 {
     struct sq *s = h;
     int rc = sqlite3_exec(s->db, "SELECT 1 FROM users LIMIT 1", NULL, NULL, NULL);
     return rc == SQLITE_OK ? USERS_OK : map_rc(rc);
+}
+
+/* ---------- the ops, each under the connection's mutex ---------- */
+
+#define LOCKED(call)                                                                               \
+    do {                                                                                           \
+        struct sq *s_ = h;                                                                         \
+        sqlite3_mutex_enter(sqlite3_db_mutex(s_->db));                                             \
+        int rc_ = (call);                                                                          \
+        sqlite3_mutex_leave(sqlite3_db_mutex(s_->db));                                             \
+        return rc_;                                                                                \
+    } while (0)
+
+static int sq_migrate(void *h)
+{
+    LOCKED(sq_migrate_locked(h));
+}
+
+static int sq_get(void *h, const char *email, struct user *out)
+{
+    LOCKED(sq_get_locked(h, email, out));
+}
+
+static int sq_create(void *h, const struct user *u)
+{
+    LOCKED(sq_create_locked(h, u));
+}
+
+static int sq_set_hash(void *h, const char *email, const char *hash)
+{
+    LOCKED(sq_set_hash_locked(h, email, hash));
+}
+
+static int sq_remove(void *h, const char *email)
+{
+    LOCKED(sq_remove_locked(h, email));
+}
+
+static int sq_list(void *h, users_list_fn fn, void *ctx)
+{
+    LOCKED(sq_list_locked(h, fn, ctx));
+}
+
+static int sq_count_admins(void *h, long *out)
+{
+    LOCKED(sq_count_admins_locked(h, out));
+}
+
+static int sq_ping(void *h)
+{
+    LOCKED(sq_ping_locked(h));
 }
 
 static void sq_free(void *h)

@@ -446,6 +446,22 @@ static void health_ready_metrics(void **state)
 static void logs_are_json_without_secrets(void **state)
 {
     (void)state;
+    /* hostile bytes must not cost the line its fields */
+    char url[128];
+    snprintf(url, sizeof(url), "%s/%%FF%%FEx", srv.base);
+    struct th_resp r;
+    th_http("GET", url, NULL, NULL, 0, &r);
+    th_assert_error(&r, 404, "not_found");
+    th_resp_free(&r);
+    char *h = basic_header("\xff\xfe@example.com:password");
+    post(&srv, "/login", h, NULL, NULL, &r);
+    th_assert_error(&r, 400, "invalid_request");
+    th_resp_free(&r);
+    free(h);
+    struct timespec ts = {0, 100 * 1000 * 1000};
+    nanosleep(&ts, NULL); /* the access line is written after the response */
+
+    bool saw_hostile_path = false;
     FILE *f = fopen(srv.log, "r");
     assert_non_null(f);
     char line[8192];
@@ -464,10 +480,12 @@ static void logs_are_json_without_secrets(void **state)
         assert_null(strstr(line, PLAIN_PW));
         assert_null(strstr(line, TEST_SECRET));
         assert_null(strstr(line, "eyJ")); /* no token */
+        saw_hostile_path |= strstr(line, "\"path\":\"/?\?x\"") != NULL;
         n++;
     }
     fclose(f);
     assert_true(n > 10);
+    assert_true(saw_hostile_path);
 }
 
 static void rehash_weak_hash_on_login(void **state)
@@ -609,6 +627,38 @@ static void throttle_parallel_burst(void **state)
     server_cleanup(&s);
 }
 
+static void login_from(struct server *s, const char *xff, const char *email, long want)
+{
+    char h[256], body[256];
+    snprintf(h, sizeof(h), "X-Forwarded-For: %s", xff);
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"wrong-guess\"}", email);
+    struct th_resp r;
+    post(s, "/login", h, NULL, body, &r);
+    if (r.status != want)
+        fail_msg("X-Forwarded-For %s, %s: want %ld, got %ld", xff, email, want, r.status);
+    th_resp_free(&r);
+}
+
+/* Behind a trusted proxy the client is the forwarded address, so one
+ * guesser does not lock out everyone behind the same proxy. */
+static void forwarded_for_from_trusted_proxy(void **state)
+{
+    (void)state;
+    const char *env[] = {"TRUSTED_PROXIES=10.9.9.9, 127.0.0.1", "LOGIN_MAX_FAILURES=3", NULL};
+    struct server s;
+    server_init(&s, env);
+    server_start(&s, "auth");
+    login_from(&s, "203.0.113.5", "g1@example.com", 401);
+    login_from(&s, "203.0.113.5", "g2@example.com", 401);
+    login_from(&s, "198.51.100.1, 203.0.113.5", "g3@example.com", 401); /* left is forgeable */
+    login_from(&s, "203.0.113.5", "g4@example.com", 429);
+    login_from(&s, "203.0.113.5, 10.9.9.9", "g5@example.com", 429); /* through two proxies */
+    login_from(&s, "203.0.113.77", "g6@example.com", 401);          /* someone else */
+    login_from(&s, "not-an-ip", "g7@example.com", 401);             /* falls back to the peer */
+    assert_int_equal(server_stop(&s, SIGTERM), 0);
+    server_cleanup(&s);
+}
+
 static void *slow_login(void *arg)
 {
     struct server *s = arg;
@@ -655,9 +705,12 @@ static void config_errors_exit_2(void **state)
         const char *env;
         const char *needle;
     } cases[] = {
-        {"AUTH_PORT=http", "AUTH_PORT:"},        {"JWT_SECRET=short", "JWT_SECRET:"},
-        {"JWT_SECRET=", "JWT_SECRET: required"}, {"LOG_LEVEL=verbose", "LOG_LEVEL:"},
+        {"AUTH_PORT=http", "AUTH_PORT:"},
+        {"JWT_SECRET=short", "JWT_SECRET:"},
+        {"JWT_SECRET=", "JWT_SECRET: required"},
+        {"LOG_LEVEL=verbose", "LOG_LEVEL:"},
         {"MYSQL_HOST=127.0.0.1", "MYSQL_USER:"},
+        {"TRUSTED_PROXIES=10.0.0.1,proxy.local", "TRUSTED_PROXIES:"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         const char *env[] = {cases[i].env, NULL};
@@ -718,6 +771,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(logs_are_json_without_secrets),
         cmocka_unit_test(throttle_failed_logins),
         cmocka_unit_test(throttle_parallel_burst),
+        cmocka_unit_test(forwarded_for_from_trusted_proxy),
         cmocka_unit_test(sigterm_drains_in_flight),
         cmocka_unit_test(config_errors_exit_2),
         cmocka_unit_test(port_in_use_fails_cleanly),

@@ -74,6 +74,7 @@ static void bad_values_name_the_variable(void **state)
     expect_error("MYSQL_PORT", "0", "MYSQL_PORT:");
     expect_error("LOG_LEVEL", "loud", "LOG_LEVEL: must be one of");
     expect_error("BIND_ADDRESS", "localhost", "BIND_ADDRESS: must be an IPv4 or IPv6");
+    expect_error("TRUSTED_PROXIES", "10.0.0.1,gateway", "TRUSTED_PROXIES: must be a comma");
     expect_error("JWT_SECRET", "short", "JWT_SECRET: must be at least 32");
     expect_error("JWT_TTL_SECONDS", "5", "JWT_TTL_SECONDS:");
     expect_error("LOGIN_MAX_FAILURES", "1000", "LOGIN_MAX_FAILURES:");

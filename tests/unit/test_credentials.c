@@ -143,6 +143,7 @@ static void email_normalization(void **state)
     assert_int_equal(users_normalize_email("a@", out), USERS_EINVAL);
     assert_int_equal(users_normalize_email("a<b>@c.d", out), USERS_EINVAL);
     assert_int_equal(users_normalize_email("a@b.c\n", out), USERS_EINVAL);
+    assert_int_equal(users_normalize_email("\xff@b.c", out), USERS_EINVAL);
 }
 
 int main(void)
