@@ -8,6 +8,7 @@
 #include "harness.h"
 
 #include <signal.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +26,17 @@ struct server {
 };
 
 static const char *vid2mp3_bin;
+
+/* The start of every integration test's main: takes the binary's path. */
+static inline int server_args(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s PATH/TO/vid2mp3\n", argv[0]);
+        return -1;
+    }
+    vid2mp3_bin = argv[1];
+    return sodium_init() < 0 ? -1 : 0;
+}
 
 /* Prepares s: a fresh data dir, a free port, the default environment plus
  * extra ("NAME=value", NULL-terminated, may be NULL). */

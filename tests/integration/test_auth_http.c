@@ -241,18 +241,6 @@ static void validate_good_token(void **state)
     free(tok);
 }
 
-static char *forge(jwt_alg_t alg, const char *key, const char *claims)
-{
-    jwt_t *j = NULL;
-    assert_int_equal(jwt_new(&j), 0);
-    assert_int_equal(jwt_add_grants_json(j, claims), 0);
-    assert_int_equal(jwt_set_alg(j, alg, (const unsigned char *)key, key ? (int)strlen(key) : 0),
-                     0);
-    char *t = jwt_encode_str(j);
-    jwt_free(j);
-    return t;
-}
-
 static void expect_invalid(const char *token, const char *code)
 {
     char *h = bearer_header(token);
@@ -272,26 +260,26 @@ static void validate_hostile_tokens(void **state)
     snprintf(claims, sizeof(claims),
              "{\"iss\":\"vid2mp3\",\"sub\":\"" ADMIN "\",\"admin\":true,\"iat\":%ld,\"exp\":%ld}",
              now - 7200, now - 3600);
-    char *t = forge(JWT_ALG_HS256, TEST_SECRET, claims);
+    char *t = th_forge_jwt("HS256", TEST_SECRET, claims);
     expect_invalid(t, "token_expired");
     free(t);
 
     snprintf(claims, sizeof(claims),
              "{\"iss\":\"vid2mp3\",\"sub\":\"" ADMIN "\",\"admin\":true,\"iat\":%ld,\"exp\":%ld}",
              now, now + 3600);
-    t = forge(JWT_ALG_HS256, "some-other-secret-0123456789abcdef", claims);
+    t = th_forge_jwt("HS256", "some-other-secret-0123456789abcdef", claims);
     expect_invalid(t, "invalid_token");
     free(t);
-    t = forge(JWT_ALG_HS512, TEST_SECRET, claims);
+    t = th_forge_jwt("HS512", TEST_SECRET, claims);
     expect_invalid(t, "invalid_token");
     free(t);
-    t = forge(JWT_ALG_NONE, NULL, claims);
+    t = th_forge_jwt("none", NULL, claims);
     expect_invalid(t, "invalid_token");
     free(t);
 
     snprintf(claims, sizeof(claims),
              "{\"iss\":\"vid2mp3\",\"sub\":\"" ADMIN "\",\"admin\":true,\"iat\":%ld}", now);
-    t = forge(JWT_ALG_HS256, TEST_SECRET, claims);
+    t = th_forge_jwt("HS256", TEST_SECRET, claims);
     expect_invalid(t, "invalid_token"); /* no exp */
     free(t);
 
@@ -372,7 +360,7 @@ static void create_user_refused_to_others(void **state)
              "{\"iss\":\"vid2mp3\",\"sub\":\"" PLAIN "\",\"username\":\"" PLAIN "\","
              "\"admin\":true,\"iat\":%ld,\"exp\":%ld}",
              now, now + 600);
-    char *forged = forge(JWT_ALG_HS256, TEST_SECRET, claims);
+    char *forged = th_forge_jwt("HS256", TEST_SECRET, claims);
     char *fh = bearer_header(forged);
     post(&srv, "/users", fh, NULL, body, &r);
     th_assert_error(&r, 403, "forbidden");
@@ -743,13 +731,8 @@ static void port_in_use_fails_cleanly(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH/TO/vid2mp3\n", argv[0]);
+    if (server_args(argc, argv) != 0)
         return 2;
-    }
-    vid2mp3_bin = argv[1];
-    if (sodium_init() < 0)
-        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(login_json),
         cmocka_unit_test(login_basic),

@@ -10,13 +10,18 @@
 
 static char db[64];
 
-static void mysql_env(char env[6][128])
+/* A fresh database on the test MariaDB, and s configured to use it. */
+static void server_init_mysql(struct server *s)
 {
+    th_mysql_create_db(db, sizeof(db));
+    char env[5][128];
     snprintf(env[0], 128, "MYSQL_HOST=%s", th_need_env("VID2MP3_TEST_MYSQL_HOST"));
     snprintf(env[1], 128, "MYSQL_PORT=%s", th_need_env("VID2MP3_TEST_MYSQL_PORT"));
     snprintf(env[2], 128, "MYSQL_USER=%s", th_need_env("VID2MP3_TEST_MYSQL_USER"));
     snprintf(env[3], 128, "MYSQL_PASSWORD=%s", th_need_env("VID2MP3_TEST_MYSQL_PASSWORD"));
     snprintf(env[4], 128, "MYSQL_DB=%s", db);
+    const char *extra[] = {env[0], env[1], env[2], env[3], env[4], NULL};
+    server_init(s, extra); /* copies the strings */
 }
 
 static int services(const char *cmd)
@@ -47,12 +52,8 @@ static void login_status(struct server *s, long want, const char *code)
 static void outage_and_recovery(void **state)
 {
     (void)state;
-    th_mysql_create_db(db, sizeof(db));
-    char env[6][128];
-    mysql_env(env);
-    const char *extra[] = {env[0], env[1], env[2], env[3], env[4], NULL};
     struct server s;
-    server_init(&s, extra);
+    server_init_mysql(&s);
 
     assert_int_equal(server_cli(&s, NULL, "migrate", NULL, NULL, NULL), 0);
     assert_int_equal(server_cli(&s, "mysql-pass\n", "user", "add", "my@example.com", "--admin"), 0);
@@ -93,12 +94,8 @@ static void outage_and_recovery(void **state)
 static void starts_before_its_database(void **state)
 {
     (void)state;
-    th_mysql_create_db(db, sizeof(db));
-    char env[6][128];
-    mysql_env(env);
-    const char *extra[] = {env[0], env[1], env[2], env[3], env[4], NULL};
     struct server s;
-    server_init(&s, extra);
+    server_init_mysql(&s);
     assert_int_equal(services("mariadb-stop"), 0);
     server_start(&s, "auth"); /* alive, though not ready */
     login_status(&s, 503, "users_unavailable");
@@ -115,12 +112,8 @@ static void starts_before_its_database(void **state)
 static void cli_on_mysql(void **state)
 {
     (void)state;
-    th_mysql_create_db(db, sizeof(db));
-    char env[6][128];
-    mysql_env(env);
-    const char *extra[] = {env[0], env[1], env[2], env[3], env[4], NULL};
     struct server s;
-    server_init(&s, extra);
+    server_init_mysql(&s);
     assert_int_equal(server_cli(&s, "password-1\n", "user", "add", "u1@example.com", NULL), 0);
     assert_int_equal(server_cli(&s, "password-1\n", "user", "add", "u1@example.com", NULL), 1);
     assert_int_equal(server_cli(&s, NULL, "user", "list", NULL, NULL), 0);
@@ -140,13 +133,8 @@ static void cli_on_mysql(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH/TO/vid2mp3\n", argv[0]);
+    if (server_args(argc, argv) != 0)
         return 2;
-    }
-    vid2mp3_bin = argv[1];
-    if (sodium_init() < 0)
-        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(cli_on_mysql),
         cmocka_unit_test_teardown(outage_and_recovery, restore_mariadb),

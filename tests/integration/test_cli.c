@@ -137,13 +137,8 @@ static void all_generates_and_keeps_secret(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH/TO/vid2mp3\n", argv[0]);
+    if (server_args(argc, argv) != 0)
         return 2;
-    }
-    vid2mp3_bin = argv[1];
-    if (sodium_init() < 0)
-        return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(version_help_usage),
         cmocka_unit_test(config_redacts),

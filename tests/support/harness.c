@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <jwt.h>
 #include <mysql.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -288,4 +289,18 @@ void th_mysql_drop_db(const char *name)
     snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s", name);
     mysql_query(m, sql);
     mysql_close(m);
+}
+
+char *th_forge_jwt(const char *alg, const char *key, const char *claims)
+{
+    jwt_t *j = NULL;
+    assert_int_equal(jwt_new(&j), 0);
+    assert_int_equal(jwt_add_grants_json(j, claims), 0);
+    assert_int_equal(jwt_set_alg(j, jwt_str_alg(alg), (const unsigned char *)key,
+                                 key != NULL ? (int)strlen(key) : 0),
+                     0);
+    char *t = jwt_encode_str(j);
+    jwt_free(j);
+    assert_non_null(t);
+    return t;
 }

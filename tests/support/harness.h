@@ -67,6 +67,11 @@ int th_wait_healthy(int port, int seconds);
  * 128 + signal, or -1 on timeout (then kills it). */
 int th_stop(pid_t pid, int sig, int seconds);
 
+/* A JWT with any algorithm ("HS256", "HS512", "none"...), key (may be
+ * NULL for none) and claims (JSON text), for hostile-token tests. Caller
+ * frees. */
+char *th_forge_jwt(const char *alg, const char *key, const char *claims);
+
 /* An environment variable the test needs; fails the test when unset. */
 const char *th_need_env(const char *name);
 
