@@ -5,11 +5,16 @@
 #   scripts/test-services.sh start [STATE_DIR]   start every server, write STATE_DIR/env
 #   scripts/test-services.sh stop  [STATE_DIR]   stop them and remove STATE_DIR
 #   scripts/test-services.sh mariadb-stop|mariadb-start [STATE_DIR]
-#                                                stop or restart one server (outage tests)
+#   scripts/test-services.sh rabbitmq-stop|rabbitmq-start [STATE_DIR]
+#   scripts/test-services.sh mongo-stop|mongo-start [STATE_DIR]
+#                                                stop or restart one server (outage tests),
+#                                                same port, same data
 #
 # STATE_DIR defaults to $VID2MP3_TEST_STATE, else /tmp/vid2mp3-test-services.
 # STATE_DIR/env holds `export VAR=value` lines for the tests:
-#   VID2MP3_TEST_STATE, VID2MP3_TEST_MYSQL_HOST, _PORT, _USER, _PASSWORD
+#   VID2MP3_TEST_STATE, VID2MP3_TEST_SERVICES (this script),
+#   VID2MP3_TEST_MYSQL_HOST, _PORT, _USER, _PASSWORD (MariaDB),
+#   VID2MP3_TEST_AMQP_URL (RabbitMQ), VID2MP3_TEST_MONGODB_URI (MongoDB wire)
 # Each test makes its own database (or vhost, queue, directory) inside
 # these servers, so tests never share state.
 set -euo pipefail
@@ -93,6 +98,117 @@ mariadb_stop() {
   rm -f "$mdb/pid"
 }
 
+# ---------- RabbitMQ ----------
+# Its own node name, ports (AMQP, distribution, epmd), Mnesia dir, logs and
+# Erlang cookie under the state dir, so it never meets a system RabbitMQ.
+rmq=$state/rabbitmq
+
+rabbit_env() {
+  # shellcheck disable=SC1091
+  . "$rmq/vars"
+  export HOME=$rmq RABBITMQ_NODENAME=$RMQ_NODE RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_NODE_PORT=$RMQ_PORT RABBITMQ_DIST_PORT=$RMQ_DIST_PORT \
+    ERL_EPMD_PORT=$RMQ_EPMD_PORT ERL_EPMD_ADDRESS=127.0.0.1 \
+    RABBITMQ_MNESIA_BASE=$rmq/mnesia RABBITMQ_LOG_BASE=$rmq/log \
+    RABBITMQ_CONFIG_FILE=$rmq/rabbitmq RABBITMQ_ENABLED_PLUGINS_FILE=$rmq/enabled_plugins \
+    RABBITMQ_PID_FILE=$rmq/pid RABBITMQ_ADVANCED_CONFIG_FILE=$rmq/advanced.config
+}
+
+rabbit_ctl() { (rabbit_env && /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RMQ_NODE" "$@"); }
+
+rabbit_run() {
+  if rabbit_ctl status >/dev/null 2>&1; then return 0; fi # already running
+  (rabbit_env && setsid /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >"$rmq/server.log" 2>&1 &)
+  # await_startup fails at once while the node is not yet reachable: retry
+  for _ in $(seq 1 45); do
+    if rabbit_ctl await_startup --timeout 60 >/dev/null 2>&1; then return 0; fi
+    sleep 1
+  done
+  echo "test-services: RabbitMQ did not start" >&2
+  tail -20 "$rmq/server.log" >&2
+  return 1
+}
+
+rabbit_start() {
+  mkdir -p "$rmq/mnesia" "$rmq/log"
+  local port password
+  port=$(free_port)
+  password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+  cat >"$rmq/vars" <<VARS
+RMQ_NODE=vid2mp3test$$@localhost
+RMQ_PORT=$port
+RMQ_DIST_PORT=$(free_port)
+RMQ_EPMD_PORT=$(free_port)
+VARS
+  head -c 20 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' >"$rmq/.erlang.cookie"
+  chmod 400 "$rmq/.erlang.cookie"
+  echo '[].' >"$rmq/enabled_plugins"
+  cat >"$rmq/rabbitmq.conf" <<CONF
+default_user = vid2mp3
+default_pass = $password
+default_vhost = /
+loopback_users = none
+disk_free_limit.absolute = 50MB
+vm_memory_high_watermark.relative = 0.2
+heartbeat = 10
+CONF
+  rabbit_run
+  echo "export VID2MP3_TEST_AMQP_URL=amqp://vid2mp3:$password@127.0.0.1:$port/" >>"$state/env"
+  echo "test-services: RabbitMQ on 127.0.0.1:$port"
+}
+
+rabbit_stop() {
+  [ -f "$rmq/vars" ] || return 0
+  local pid
+  pid=$(cat "$rmq/pid" 2>/dev/null || true)
+  rabbit_ctl stop >/dev/null 2>&1 || true # asynchronous: the node halts after answering
+  if [ -n "$pid" ]; then
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  pkill -9 -f -- "-home $rmq " 2>/dev/null || true
+  (rabbit_env && epmd -kill >/dev/null 2>&1) || true # the epmd on our port
+  rm -f "$rmq/pid"
+}
+
+# ---------- MongoDB wire protocol (DESIGN §9: jongodb from npm, pinned) ----------
+mongo=$state/mongo
+jongodb_bin() { echo "$here/../node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb"; }
+
+mongo_run() {
+  # shellcheck disable=SC1091
+  . "$mongo/vars"
+  if [ -f "$mongo/pid" ] && kill -0 "$(cat "$mongo/pid")" 2>/dev/null; then return 0; fi
+  setsid "$(jongodb_bin)" --host=127.0.0.1 --port="$MONGO_PORT" </dev/null >"$mongo/server.log" 2>&1 &
+  echo $! >"$mongo/pid"
+  wait_for 30 "jongodb on port $MONGO_PORT" grep -q JONGODB_URI "$mongo/server.log" \
+    || { tail -20 "$mongo/server.log" >&2; return 1; }
+}
+
+mongo_start() {
+  mkdir -p "$mongo"
+  if [ ! -x "$(jongodb_bin)" ]; then
+    (cd "$here/.." && npm ci --no-audit --no-fund --loglevel=error) >"$mongo/npm.log" 2>&1 \
+      || { cat "$mongo/npm.log" >&2; return 1; }
+  fi
+  local port
+  port=$(free_port)
+  echo "MONGO_PORT=$port" >"$mongo/vars"
+  mongo_run
+  echo "export VID2MP3_TEST_MONGODB_URI=mongodb://127.0.0.1:$port" >>"$state/env"
+  echo "test-services: MongoDB-wire server (jongodb) on 127.0.0.1:$port"
+}
+
+mongo_stop() {
+  [ -f "$mongo/pid" ] || return 0
+  local pid
+  pid=$(cat "$mongo/pid")
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  rm -f "$mongo/pid"
+}
+
 # ---------- commands ----------
 case "$cmd" in
   start)
@@ -101,17 +217,25 @@ case "$cmd" in
     echo "export VID2MP3_TEST_STATE=$state" >"$state/env"
     echo "export VID2MP3_TEST_SERVICES=$here/test-services.sh" >>"$state/env"
     mariadb_start
+    rabbit_start
+    mongo_start
     echo "test-services: environment in $state/env"
     ;;
   stop)
     [ -d "$state" ] || exit 0
     mariadb_stop
+    rabbit_stop
+    mongo_stop
     rm -rf "$state"
     ;;
   mariadb-stop) mariadb_stop ;;
   mariadb-start) mariadb_run ;;
+  rabbitmq-stop) rabbit_stop ;;
+  rabbitmq-start) rabbit_run ;;
+  mongo-stop) mongo_stop ;;
+  mongo-start) mongo_run ;;
   *)
-    echo "usage: $0 start|stop|mariadb-stop|mariadb-start [STATE_DIR]" >&2
+    echo "usage: $0 start|stop|{mariadb,rabbitmq,mongo}-{stop,start} [STATE_DIR]" >&2
     exit 2
     ;;
 esac

@@ -39,6 +39,11 @@ static const struct var vars[] = {
     STR("MYSQL_PASSWORD", mysql_password, "", true),
     STR("MYSQL_DB", mysql_db, NULL, false),
     NUM("MYSQL_PORT", mysql_port, "3306", 1, 65535),
+    STR("MONGODB_URI", mongodb_uri, NULL, true),
+    STR("RABBITMQ_URL", rabbitmq_url, NULL, true),
+    STR("VIDEO_QUEUE", video_queue, "video", false),
+    STR("MP3_QUEUE", mp3_queue, "mp3", false),
+    NUM("MAX_ATTEMPTS", max_attempts, "5", 1, 100),
     STR("JWT_SECRET", jwt_secret, NULL, true),
     STR("JWT_ISSUER", jwt_issuer, "vid2mp3", false),
     NUM("JWT_TTL_SECONDS", jwt_ttl, "86400", 60, 2592000),
@@ -134,6 +139,20 @@ static int load_var(const struct var *v, struct config *c, char *err, size_t err
     return -1;
 }
 
+bool config_queue_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 100)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char ch = s[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '.' || ch == '_' || ch == '-'))
+            return false;
+    }
+    return true;
+}
+
 int config_load(struct config *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof(*c));
@@ -150,6 +169,21 @@ int config_load(struct config *c, char *err, size_t errlen)
             snprintf(err, errlen, "MYSQL_DB: required when MYSQL_HOST is set");
             return -1;
         }
+    }
+    if (c->mongodb_uri != NULL && strncmp(c->mongodb_uri, "mongodb://", 10) != 0 &&
+        strncmp(c->mongodb_uri, "mongodb+srv://", 14) != 0) {
+        snprintf(err, errlen, "MONGODB_URI: must start with mongodb:// or mongodb+srv://");
+        return -1;
+    }
+    if (c->rabbitmq_url != NULL && strncmp(c->rabbitmq_url, "amqp://", 7) != 0 &&
+        strncmp(c->rabbitmq_url, "amqps://", 8) != 0) {
+        snprintf(err, errlen, "RABBITMQ_URL: must start with amqp:// or amqps://");
+        return -1;
+    }
+    if (!config_queue_name_valid(c->video_queue) || !config_queue_name_valid(c->mp3_queue)) {
+        snprintf(err, errlen, "%s: must be 1 to 100 of A-Z a-z 0-9 . _ -",
+                 config_queue_name_valid(c->video_queue) ? "MP3_QUEUE" : "VIDEO_QUEUE");
+        return -1;
     }
     if (c->jwt_secret != NULL && strlen(c->jwt_secret) < CONFIG_JWT_SECRET_MIN) {
         snprintf(err, errlen, "JWT_SECRET: must be at least %d characters", CONFIG_JWT_SECRET_MIN);

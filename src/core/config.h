@@ -31,6 +31,15 @@ struct config {
     const char *mysql_db;
     long mysql_port;
 
+    /* blobs and jobs: MONGODB_URI set selects GridFS and the jobs collection,
+     * else files and SQLite under DATA_DIR */
+    const char *mongodb_uri;
+    /* queues: RABBITMQ_URL set selects RabbitMQ, else SQLite under DATA_DIR */
+    const char *rabbitmq_url;
+    const char *video_queue;
+    const char *mp3_queue;
+    long max_attempts;
+
     /* tokens */
     const char *jwt_secret; /* NULL when unset */
     const char *jwt_issuer;
@@ -50,6 +59,9 @@ struct config {
  * err (no trailing newline) naming the first variable that is wrong.
  */
 int config_load(struct config *c, char *err, size_t errlen);
+
+/* True when s is a valid queue name: 1..100 of [A-Za-z0-9._-]. */
+bool config_queue_name_valid(const char *s);
 
 /* True when the users live in MySQL/MariaDB rather than SQLite. */
 bool config_uses_mysql(const struct config *c);
