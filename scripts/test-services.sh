@@ -118,7 +118,12 @@ rabbit_ctl() { (rabbit_env && /usr/lib/rabbitmq/bin/rabbitmqctl -n "$RMQ_NODE" "
 
 rabbit_run() {
   if rabbit_ctl status >/dev/null 2>&1; then return 0; fi # already running
-  (rabbit_env && setsid /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >"$rmq/server.log" 2>&1 &)
+  # `;` not `&&`: only the server goes to the background, so no copy of this
+  # shell lingers holding the caller's stdout open
+  (
+    rabbit_env
+    setsid /usr/lib/rabbitmq/bin/rabbitmq-server </dev/null >"$rmq/server.log" 2>&1 &
+  )
   # await_startup fails at once while the node is not yet reachable: retry
   for _ in $(seq 1 45); do
     if rabbit_ctl await_startup --timeout 60 >/dev/null 2>&1; then return 0; fi

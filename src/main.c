@@ -20,6 +20,7 @@ static const struct command commands[] = {
     {"all", all_main},
     {"user", cli_user_main},
     {"migrate", cli_migrate_main},
+    {"gc", cli_gc_main},
     {"config", cli_config_main},
     {"version", cli_version_main},
 };

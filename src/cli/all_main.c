@@ -9,6 +9,8 @@
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/service.h"
+#include "store/blobs.h"
+#include "store/sweeper.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -49,6 +51,8 @@ int all_main(int argc, char **argv)
     service_block_signals();
 
     struct users *users = NULL;
+    struct blobs *blobs = NULL;
+    struct sweeper *sweeper = NULL;
     struct auth *a = NULL;
     struct http_server *auth_srv = NULL;
     rc = EXIT_FAILURE_RUNTIME;
@@ -58,6 +62,14 @@ int all_main(int argc, char **argv)
     users = users_open(&cfg, err, sizeof(err));
     if (users == NULL)
         goto fail;
+    blobs = blobs_open(&cfg, err, sizeof(err));
+    if (blobs == NULL)
+        goto fail;
+    sweeper = sweeper_start(blobs, cfg.gc_interval, cfg.gc_min_age);
+    if (sweeper == NULL) {
+        snprintf(err, sizeof(err), "cannot start the blob sweeper thread");
+        goto fail;
+    }
     a = auth_new(&cfg, users, secret, err, sizeof(err));
     if (a == NULL)
         goto fail;
@@ -65,9 +77,10 @@ int all_main(int argc, char **argv)
     if (auth_srv == NULL)
         goto fail;
     log_info("vid2mp3 all running",
-             json_pack("{s:s, s:i, s:s, s:s, s:[s,s,s]}", "address", cfg.bind_address, "auth_port",
-                       http_server_port(auth_srv), "users", users->ops->name, "data_dir",
-                       cfg.data_dir, "not_built_yet", "gateway", "converter", "notifier"));
+             json_pack("{s:s, s:i, s:s, s:s, s:s, s:[s,s,s]}", "address", cfg.bind_address,
+                       "auth_port", http_server_port(auth_srv), "users", users->ops->name,
+                       "blobs", blobs->ops->name, "data_dir", cfg.data_dir, "not_built_yet",
+                       "gateway", "converter", "notifier"));
 
     int sig = service_wait_signal();
     log_info("stopping", json_pack("{s:i}", "signal", sig));
@@ -78,6 +91,8 @@ int all_main(int argc, char **argv)
 fail:
     log_error("vid2mp3 all failed to start", json_pack("{s:s}", "reason", err));
 out:
+    sweeper_stop(sweeper);
+    blobs_free(blobs);
     if (secret != NULL) {
         sodium_memzero(secret, strlen(secret));
         free(secret);

@@ -5,9 +5,12 @@
 #include "auth/password.h"
 #include "core/config.h"
 #include "core/service.h"
+#include "store/blobs.h"
+#include "store/jobs.h"
 #include "store/users.h"
 
 #include <sodium.h>
+#include <stdlib.h>
 #include <string.h>
 #include <termios.h>
 #include <time.h>
@@ -32,6 +35,8 @@ void cli_usage(FILE *out)
           "  user list                 list accounts: email, role, creation time\n"
           "  user del EMAIL            delete an account\n"
           "  migrate                   create or upgrade the schemas, then exit\n"
+          "  gc [--older-than SECONDS] remove what uploads that never finished left in\n"
+          "                            blob storage (default GC_MIN_AGE_SECONDS, 3600)\n"
           "  config                    print the effective configuration, secrets redacted\n"
           "  version                   print the version\n"
           "\n"
@@ -191,6 +196,7 @@ int cli_migrate_main(int argc, char **argv)
     (void)argc;
     (void)argv;
     struct config cfg;
+    char err[512];
     int rc = 0;
     struct users *u = open_users(&cfg, &rc);
     if (u == NULL)
@@ -201,5 +207,56 @@ int cli_migrate_main(int argc, char **argv)
     else
         fprintf(stderr, "vid2mp3: migrate: users (%s): %s\n", u->ops->name, users_strerror(r));
     users_free(u);
-    return r == USERS_OK ? EXIT_OK : EXIT_FAILURE_RUNTIME;
+    if (r != USERS_OK)
+        return EXIT_FAILURE_RUNTIME;
+
+    struct jobs *j = jobs_open(&cfg, err, sizeof(err));
+    if (j == NULL) {
+        fprintf(stderr, "vid2mp3: migrate: %s\n", err);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    r = jobs_ping(j); /* SQLite: created on open; MongoDB: indexes made by the ping */
+    if (r == JOBS_OK)
+        printf("jobs schema (%s): up to date\n", j->ops->name);
+    else
+        fprintf(stderr, "vid2mp3: migrate: jobs (%s): %s\n", j->ops->name, jobs_strerror(r));
+    jobs_free(j);
+    return r == JOBS_OK ? EXIT_OK : EXIT_FAILURE_RUNTIME;
+}
+
+int cli_gc_main(int argc, char **argv)
+{
+    long older_than = -1; /* GC_MIN_AGE_SECONDS unless given */
+    if (argc == 3 && strcmp(argv[1], "--older-than") == 0) {
+        char *end = NULL;
+        older_than = strtol(argv[2], &end, 10);
+        if (end == argv[2] || *end != '\0' || older_than < 0) {
+            fputs("vid2mp3 gc: --older-than takes a number of seconds\n", stderr);
+            return EXIT_USAGE;
+        }
+    } else if (argc != 1) {
+        fputs("usage: vid2mp3 gc [--older-than SECONDS]\n", stderr);
+        return EXIT_USAGE;
+    }
+    struct config cfg;
+    char err[512];
+    int rc = service_config(&cfg, "cli");
+    if (rc != 0)
+        return rc;
+    if (older_than < 0)
+        older_than = cfg.gc_min_age;
+    struct blobs *b = blobs_open(&cfg, err, sizeof(err));
+    if (b == NULL) {
+        fprintf(stderr, "vid2mp3: %s\n", err);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    struct blobs_gc_stats st = {0};
+    int r = blobs_gc(b, older_than, &st);
+    if (r == BLOB_OK)
+        printf("gc (%s): removed %ld unfinished files and %ld orphan chunks\n", b->ops->name,
+               st.files_removed, st.chunks_removed);
+    else
+        fprintf(stderr, "vid2mp3: gc: %s\n", blobs_strerror(r));
+    blobs_free(b);
+    return r == BLOB_OK ? EXIT_OK : EXIT_FAILURE_RUNTIME;
 }

@@ -7,6 +7,7 @@
 /* Each takes argv from the command name on and returns the exit status. */
 int cli_user_main(int argc, char **argv);
 int cli_migrate_main(int argc, char **argv);
+int cli_gc_main(int argc, char **argv);
 int cli_config_main(int argc, char **argv);
 int cli_version_main(int argc, char **argv);
 int cli_not_built_main(int argc, char **argv);

@@ -44,6 +44,8 @@ static const struct var vars[] = {
     STR("VIDEO_QUEUE", video_queue, "video", false),
     STR("MP3_QUEUE", mp3_queue, "mp3", false),
     NUM("MAX_ATTEMPTS", max_attempts, "5", 1, 100),
+    NUM("GC_INTERVAL_SECONDS", gc_interval, "600", 1, 604800),
+    NUM("GC_MIN_AGE_SECONDS", gc_min_age, "3600", 0, 31536000),
     STR("JWT_SECRET", jwt_secret, NULL, true),
     STR("JWT_ISSUER", jwt_issuer, "vid2mp3", false),
     NUM("JWT_TTL_SECONDS", jwt_ttl, "86400", 60, 2592000),

@@ -39,6 +39,8 @@ struct config {
     const char *video_queue;
     const char *mp3_queue;
     long max_attempts;
+    long gc_interval; /* seconds between sweeps of unfinished uploads */
+    long gc_min_age;  /* leftovers younger than this are left alone (uploads in progress) */
 
     /* tokens */
     const char *jwt_secret; /* NULL when unset */

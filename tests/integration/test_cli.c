@@ -72,7 +72,7 @@ static void user_commands(void **state)
     (void)state;
     struct server s;
     server_init(&s, NULL);
-    expect(&s, 0, NULL, "migrate", NULL, NULL, NULL, "users schema (sqlite): up to date");
+    expect(&s, 0, NULL, "migrate", NULL, NULL, NULL, "jobs schema (sqlite): up to date");
     expect(&s, 0, "first-password\n", "user", "add", "First@Example.com", "--admin",
            "created first@example.com (admin)");
     expect(&s, 0, "second-password\r\n", "user", "add", "second@example.com", NULL,
@@ -92,6 +92,18 @@ static void user_commands(void **state)
     assert_null(strstr(out, "second@"));
     assert_null(strstr(out, "argon2")); /* hashes are never printed */
     free(out);
+    server_cleanup(&s);
+}
+
+static void gc_command(void **state)
+{
+    (void)state;
+    struct server s;
+    server_init(&s, NULL);
+    expect(&s, 0, NULL, "gc", NULL, NULL, NULL, "gc (fs): removed 0 unfinished files");
+    expect(&s, 0, NULL, "gc", "--older-than", "0", NULL, "gc (fs): removed");
+    expect(&s, 2, NULL, "gc", "--older-than", "soon", NULL, "--older-than takes a number");
+    expect(&s, 2, NULL, "gc", "now", NULL, NULL, "usage: vid2mp3 gc");
     server_cleanup(&s);
 }
 
@@ -143,6 +155,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(version_help_usage),
         cmocka_unit_test(config_redacts),
         cmocka_unit_test(user_commands),
+        cmocka_unit_test(gc_command),
         cmocka_unit_test(bad_data_dir),
         cmocka_unit_test(all_generates_and_keeps_secret),
     };

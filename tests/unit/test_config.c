@@ -24,7 +24,8 @@ static const char *const all_vars[] = {
     "JWT_TTL_SECONDS",
     "LOGIN_MAX_FAILURES",
     "LOGIN_WINDOW_SECONDS",
-    "HASH_CONCURRENCY",
+    "HASH_CONCURRENCY", "MONGODB_URI", "RABBITMQ_URL", "VIDEO_QUEUE", "MP3_QUEUE", "MAX_ATTEMPTS",
+    "GC_INTERVAL_SECONDS", "GC_MIN_AGE_SECONDS",
 };
 
 static int clear_env(void **state)
@@ -51,6 +52,11 @@ static void defaults(void **state)
     assert_int_equal(c.login_max_failures, 10);
     assert_int_equal(c.login_window, 300);
     assert_false(config_uses_mysql(&c));
+    assert_string_equal(c.video_queue, "video");
+    assert_string_equal(c.mp3_queue, "mp3");
+    assert_int_equal(c.max_attempts, 5);
+    assert_null(c.mongodb_uri);
+    assert_null(c.rabbitmq_url);
 }
 
 static void expect_error(const char *var, const char *value, const char *needle)
@@ -78,6 +84,11 @@ static void bad_values_name_the_variable(void **state)
     expect_error("JWT_SECRET", "short", "JWT_SECRET: must be at least 32");
     expect_error("JWT_TTL_SECONDS", "5", "JWT_TTL_SECONDS:");
     expect_error("LOGIN_MAX_FAILURES", "1000", "LOGIN_MAX_FAILURES:");
+    expect_error("MONGODB_URI", "http://db", "MONGODB_URI: must start with mongodb://");
+    expect_error("RABBITMQ_URL", "rabbit:5672", "RABBITMQ_URL: must start with amqp://");
+    expect_error("VIDEO_QUEUE", "video queue", "VIDEO_QUEUE: must be");
+    expect_error("MP3_QUEUE", "mp3/../x", "MP3_QUEUE: must be");
+    expect_error("MAX_ATTEMPTS", "0", "MAX_ATTEMPTS:");
 }
 
 static void mysql_needs_user_and_db(void **state)
@@ -115,6 +126,8 @@ static void print_redacts_secrets(void **state)
     char err[256] = "";
     setenv("JWT_SECRET", "this-is-a-very-secret-value-0123456789", 1);
     setenv("MYSQL_PASSWORD", "hunter2", 1);
+    setenv("MONGODB_URI", "mongodb://admin:topsecret@db:27017", 1);
+    setenv("RABBITMQ_URL", "amqp://guest:rabbitpass@mq:5672/", 1);
     setenv("AUTH_PORT", "6000", 1);
     setenv("BIND_ADDRESS", "::1", 1);
     assert_int_equal(config_load(&c, err, sizeof(err)), 0);
@@ -125,6 +138,8 @@ static void print_redacts_secrets(void **state)
     fclose(f);
     assert_null(strstr(out, "very-secret"));
     assert_null(strstr(out, "hunter2"));
+    assert_null(strstr(out, "topsecret"));
+    assert_null(strstr(out, "rabbitpass"));
     assert_non_null(strstr(out, "JWT_SECRET=<redacted>\n"));
     assert_non_null(strstr(out, "MYSQL_PASSWORD=<redacted>\n"));
     assert_non_null(strstr(out, "AUTH_PORT=6000\n"));
