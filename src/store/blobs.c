@@ -76,11 +76,8 @@ const char *blobs_strerror(int code)
     }
 }
 
-/* Internal to the backends (declared where they use it): the caller's part
- * of the metadata is well-formed: each string ends inside its array and is
- * UTF-8 (JSON and BSON both need that), the owner is set, and the job id is
- * empty or an id. Returns BLOB_OK or BLOB_EINVAL. */
-int blob_meta_check(const struct blob_meta *m);
+/* Each string must end inside its array and be UTF-8 (JSON and BSON both
+ * need that), the owner must be set, the job id empty or an id. */
 
 static bool text_ok(const char *s, size_t size)
 {
@@ -97,4 +94,25 @@ int blob_meta_check(const struct blob_meta *m)
         (m->job_id[0] != '\0' && !blob_id_valid(m->job_id)))
         return BLOB_EINVAL;
     return BLOB_OK;
+}
+
+int64_t blob_seek_target(int64_t pos, int64_t length, int64_t offset, int whence)
+{
+    int64_t from;
+    switch (whence) {
+    case SEEK_SET:
+        from = 0;
+        break;
+    case SEEK_CUR:
+        from = pos;
+        break;
+    case SEEK_END:
+        from = length;
+        break;
+    default:
+        return BLOB_EINVAL;
+    }
+    if ((offset > 0 && offset > length - from) || (offset < 0 && -offset > from))
+        return BLOB_EINVAL;
+    return from + offset;
 }

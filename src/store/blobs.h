@@ -26,9 +26,9 @@
 
 #define BLOB_ID_LEN 24
 #define BLOB_CHUNK_SIZE (255 * 1024)
-#define BLOB_NAME_MAX 255     /* bytes of the original file name */
-#define BLOB_OWNER_MAX 254    /* an email */
-#define BLOB_TYPE_MAX 127     /* content type */
+#define BLOB_NAME_MAX 255  /* bytes of the original file name */
+#define BLOB_OWNER_MAX 254 /* an email */
+#define BLOB_TYPE_MAX 127  /* content type */
 
 enum {
     BLOB_OK = 0,
@@ -80,7 +80,7 @@ struct blobs_ops {
 struct blob_writer_ops {
     int (*write)(struct blob_writer *w, const void *data, size_t len);
     int (*commit)(struct blob_writer *w, struct blob_meta *out); /* frees w */
-    void (*abort)(struct blob_writer *w);                          /* frees w */
+    void (*abort)(struct blob_writer *w);                        /* frees w */
 };
 
 struct blob_reader_ops {
@@ -183,5 +183,15 @@ bool blob_id_valid(const char *id);
 void blob_id_new(char *out);
 
 const char *blobs_strerror(int code);
+
+/* --- for backends --- */
+
+/* BLOB_OK when the caller-supplied parts of meta (owner, filename,
+ * content_type, job_id) are within bounds and well formed, else BLOB_EINVAL. */
+int blob_meta_check(const struct blob_meta *m);
+
+/* The offset a seek from pos in a file of length bytes lands on, or
+ * BLOB_EINVAL for a bad whence or a target outside 0..length. */
+int64_t blob_seek_target(int64_t pos, int64_t length, int64_t offset, int whence);
 
 #endif

@@ -34,8 +34,6 @@
 #include <time.h>
 #include <unistd.h>
 
-int blob_meta_check(const struct blob_meta *m); /* blobs.c */
-
 #define SIDECAR_MAX 8192 /* bytes; ours are well under 2 KiB */
 
 static const char *const bucket_dirs[] = {"videos", "mp3s"};
@@ -385,23 +383,10 @@ static long fsr_read(struct blob_reader *base, void *buf, size_t len)
 static int64_t fsr_seek(struct blob_reader *base, int64_t offset, int whence)
 {
     struct fsr *r = (struct fsr *)base;
-    int64_t from;
-    switch (whence) {
-    case SEEK_SET:
-        from = 0;
-        break;
-    case SEEK_CUR:
-        from = r->pos;
-        break;
-    case SEEK_END:
-        from = r->meta.length;
-        break;
-    default:
-        return BLOB_EINVAL;
-    }
-    if ((offset > 0 && offset > r->meta.length - from) || (offset < 0 && -offset > from))
-        return BLOB_EINVAL;
-    r->pos = from + offset;
+    int64_t to = blob_seek_target(r->pos, r->meta.length, offset, whence);
+    if (to < 0)
+        return to;
+    r->pos = to;
     return r->pos;
 }
 

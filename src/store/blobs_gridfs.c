@@ -37,8 +37,6 @@
 #include <string.h>
 #include <time.h>
 
-int blob_meta_check(const struct blob_meta *m); /* blobs.c */
-
 #define CHUNKS_PER_BATCH 4           /* ~1 MiB per reply */
 #define MAX_CHUNK (16 * 1024 * 1024) /* largest chunkSize we accept from other drivers */
 
@@ -464,25 +462,12 @@ static long gfr_read(struct blob_reader *base, void *buf, size_t len)
 static int64_t gfr_seek(struct blob_reader *base, int64_t offset, int whence)
 {
     struct gfr *r = (struct gfr *)base;
-    int64_t from;
-    switch (whence) {
-    case SEEK_SET:
-        from = 0;
-        break;
-    case SEEK_CUR:
-        from = r->pos;
-        break;
-    case SEEK_END:
-        from = r->meta.length;
-        break;
-    default:
-        return BLOB_EINVAL;
-    }
-    if ((offset > 0 && offset > r->meta.length - from) || (offset < 0 && -offset > from))
-        return BLOB_EINVAL;
+    int64_t to = blob_seek_target(r->pos, r->meta.length, offset, whence);
+    if (to < 0)
+        return to;
     /* the cursor is kept: load_chunk() drops it only when the next read
      * needs another chunk than the one it yields next */
-    r->pos = from + offset;
+    r->pos = to;
     return r->pos;
 }
 
