@@ -12,7 +12,11 @@
  * Messages are persistent and carry two headers: x-attempt, the delivery
  * number the publish is for (1, then 2 for the first retry ...), and
  * x-request-id. A delivery the broker marks redelivered (its consumer died
- * without an ack) counts one attempt more than its header says.
+ * without an ack, or the connection dropped) is not handed to a handler:
+ * it is published again with x-attempt one higher (to NAME.dead once past
+ * max_attempts) and the redelivery acked. The broker does not count
+ * redeliveries on classic queues, so without this a message that crashes
+ * its consumer every time would be redelivered forever.
  *
  * rabbitmq-c connections are not thread-safe and service heartbeats only
  * inside library calls, so every connection has one owner:
@@ -491,7 +495,8 @@ struct job {
     uint64_t tag;
     int attempt;
     enum queue_verdict verdict;
-    char *body; /* malloc'd, len + 1 bytes, NUL-terminated */
+    bool recount; /* a redelivery: republish with attempt + 1, no handler */
+    char *body;   /* malloc'd, len + 1 bytes, NUL-terminated */
     size_t len;
     char request_id[REQUEST_ID_MAX + 1];
 };
@@ -627,8 +632,10 @@ static int on_deliver(void *ctx, struct conn *conn, const amqp_frame_t *f)
             }
         }
     }
-    if (redelivered)
+    if (redelivered) {
         j->attempt++;
+        j->recount = true;
+    }
     j->len = msg.body.len;
     j->body = malloc(j->len + 1);
     if (j->body == NULL)
@@ -642,6 +649,9 @@ static int on_deliver(void *ctx, struct conn *conn, const amqp_frame_t *f)
         /* no handler would accept it: straight to the dead letters */
         j->verdict = QUEUE_REJECT;
         jobq_push(&c->done, j);
+    } else if (j->recount) {
+        jobq_push(&c->done, j); /* apply() republishes it with its new count */
+        wake_io(c);
     } else {
         jobq_push(&c->todo, j);
         pthread_cond_signal(&c->work);
@@ -661,7 +671,20 @@ static int apply(struct aq_consumer *c, struct job *j)
 {
     struct conn *conn = &c->conn;
     const struct queue_settings *s = &c->a->set;
-    if (j->verdict != QUEUE_ACK) {
+    if (j->recount) {
+        char target[QUEUE_NAME_MAX + 64];
+        if (j->attempt <= s->max_attempts) {
+            snprintf(target, sizeof(target), "%s", c->queue);
+        } else {
+            snprintf(target, sizeof(target), "%s.dead", c->queue);
+            log_warn("queue: message dead-lettered",
+                     json_pack("{s:s, s:s, s:i}", "queue", c->queue, "reason",
+                               "redelivered too often", "attempts", j->attempt - 1));
+        }
+        if (publish_confirmed(conn, target, j->body, j->len, j->request_id, j->attempt, on_deliver,
+                              c) != QUEUE_OK)
+            return -1;
+    } else if (j->verdict != QUEUE_ACK) {
         char target[QUEUE_NAME_MAX + 64];
         int next_attempt = j->attempt;
         if (j->verdict == QUEUE_RETRY && j->attempt < s->max_attempts) {
