@@ -78,9 +78,9 @@ int all_main(int argc, char **argv)
         goto fail;
     log_info("vid2mp3 all running",
              json_pack("{s:s, s:i, s:s, s:s, s:s, s:[s,s,s]}", "address", cfg.bind_address,
-                       "auth_port", http_server_port(auth_srv), "users", users->ops->name,
-                       "blobs", blobs->ops->name, "data_dir", cfg.data_dir, "not_built_yet",
-                       "gateway", "converter", "notifier"));
+                       "auth_port", http_server_port(auth_srv), "users", users->ops->name, "blobs",
+                       blobs->ops->name, "data_dir", cfg.data_dir, "not_built_yet", "gateway",
+                       "converter", "notifier"));
 
     int sig = service_wait_signal();
     log_info("stopping", json_pack("{s:i}", "signal", sig));

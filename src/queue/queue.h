@@ -40,7 +40,7 @@ enum {
 };
 
 struct queue_settings {
-    int max_attempts;  /* deliveries before a retried message is dead-lettered (5) */
+    int max_attempts;   /* deliveries before a retried message is dead-lettered (5) */
     long retry_base_ms; /* delay before the 2nd delivery (1000) */
     long retry_max_ms;  /* cap on the delay (60000) */
     long lease_ms;      /* SQLite: how long a taken message stays invisible

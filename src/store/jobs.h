@@ -86,7 +86,7 @@ struct job_update {
 typedef int (*jobs_list_fn)(const struct job *j, void *ctx);
 
 struct jobs_ops {
-    const char *name; /* "mongo", "sqlite" */
+    const char *name;                            /* "mongo", "sqlite" */
     int (*create)(void *h, const struct job *j); /* status queued; times set by the store */
     int (*get)(void *h, const char *id, struct job *out);
     int (*find_by_video)(void *h, const char *video_fid, struct job *out);

@@ -69,11 +69,10 @@ static void ensure_indexes(struct jm *m, mongoc_collection_t *coll)
 {
     if (atomic_load(&m->indexed))
         return;
-    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(COLLECTION), "indexes", "[", "{", "key",
-                           "{", "owner", BCON_INT32(1), "created_at", BCON_INT32(-1), "}",
-                           "name", BCON_UTF8("owner_created"), "}", "{", "key", "{",
-                           "video_fid", BCON_INT32(1), "}", "name", BCON_UTF8("video_fid"), "}",
-                           "]");
+    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(COLLECTION), "indexes", "[", "{", "key", "{",
+                           "owner", BCON_INT32(1), "created_at", BCON_INT32(-1), "}", "name",
+                           BCON_UTF8("owner_created"), "}", "{", "key", "{", "video_fid",
+                           BCON_INT32(1), "}", "name", BCON_UTF8("video_fid"), "}", "]");
     bson_error_t e;
     if (mongoc_collection_write_command_with_opts(coll, cmd, NULL, NULL, &e))
         atomic_store(&m->indexed, true);
@@ -132,20 +131,19 @@ static int jm_create(void *h, const struct job *j)
     bson_oid_t oid;
     bson_oid_init_from_string(&oid, j->id);
     int64_t now = now_ms();
-    bson_t *doc = BCON_NEW("_id", BCON_OID(&oid), "owner", BCON_UTF8(j->owner), "video_fid",
-                           BCON_UTF8(j->video_fid), "mp3_fid", BCON_UTF8(""), "filename",
-                           BCON_UTF8(j->filename), "options",
-                           BCON_UTF8(j->options[0] != '\0' ? j->options : "{}"), "request_id",
-                           BCON_UTF8(j->request_id), "status", BCON_UTF8("queued"), "progress",
-                           BCON_DOUBLE(0.0), "error", BCON_UTF8(""), "attempts", BCON_INT32(0),
-                           "created_at", BCON_DATE_TIME(now), "updated_at", BCON_DATE_TIME(now),
-                           "notified_at", BCON_INT64(0));
+    bson_t *doc = BCON_NEW(
+        "_id", BCON_OID(&oid), "owner", BCON_UTF8(j->owner), "video_fid", BCON_UTF8(j->video_fid),
+        "mp3_fid", BCON_UTF8(""), "filename", BCON_UTF8(j->filename), "options",
+        BCON_UTF8(j->options[0] != '\0' ? j->options : "{}"), "request_id",
+        BCON_UTF8(j->request_id), "status", BCON_UTF8("queued"), "progress", BCON_DOUBLE(0.0),
+        "error", BCON_UTF8(""), "attempts", BCON_INT32(0), "created_at", BCON_DATE_TIME(now),
+        "updated_at", BCON_DATE_TIME(now), "notified_at", BCON_INT64(0));
     mongoc_client_t *client;
     mongoc_collection_t *coll = take(m, &client);
     ensure_indexes(m, coll);
     bson_error_t e;
-    int rc = mongoc_collection_insert_one(coll, doc, NULL, NULL, &e) ? JOBS_OK
-                                                                     : map_error(&e, "create");
+    int rc =
+        mongoc_collection_insert_one(coll, doc, NULL, NULL, &e) ? JOBS_OK : map_error(&e, "create");
     put(m, client, coll);
     bson_destroy(doc);
     return rc;
@@ -207,8 +205,8 @@ static int jm_list(void *h, const char *owner, int64_t before_ms, int limit, job
     struct jm *m = h;
     if (limit < 1 || limit > JOB_LIST_MAX)
         return JOBS_EINVAL;
-    bson_t *filter = before_ms > 0 ? BCON_NEW("owner", BCON_UTF8(owner), "created_at", "{",
-                                              "$lt", BCON_DATE_TIME(before_ms), "}")
+    bson_t *filter = before_ms > 0 ? BCON_NEW("owner", BCON_UTF8(owner), "created_at", "{", "$lt",
+                                              BCON_DATE_TIME(before_ms), "}")
                                    : BCON_NEW("owner", BCON_UTF8(owner));
     bson_t *opts = BCON_NEW("sort", "{", "created_at", BCON_INT32(-1), "_id", BCON_INT32(-1), "}",
                             "limit", BCON_INT64(limit), "batchSize", BCON_INT32(limit));
@@ -232,8 +230,8 @@ static int jm_list(void *h, const char *owner, int64_t before_ms, int limit, job
 }
 
 /* Runs update_one; on no match tells a missing job from a guarded one. */
-static int guarded_update(struct jm *m, const char *id, const bson_t *filter,
-                          const bson_t *update, const char *op)
+static int guarded_update(struct jm *m, const char *id, const bson_t *filter, const bson_t *update,
+                          const char *op)
 {
     mongoc_client_t *client;
     mongoc_collection_t *coll = take(m, &client);

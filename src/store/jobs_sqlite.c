@@ -67,7 +67,7 @@ static void unlock(struct jsq *s)
 }
 
 #define COLUMNS                                                                                    \
-    "id, owner, video_fid, mp3_fid, filename, options, request_id, status, progress, error, "     \
+    "id, owner, video_fid, mp3_fid, filename, options, request_id, status, progress, error, "      \
     "attempts, created_at, updated_at, notified_at"
 
 static void text(char *dst, size_t len, sqlite3_stmt *st, int col)
@@ -300,8 +300,7 @@ static int js_mark_notified(void *h, const char *id, int64_t at_ms)
     lock(s);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(
-        s->db, "UPDATE jobs SET notified_at = ?2 WHERE id = ?1 AND notified_at = 0", -1, &st,
-        NULL);
+        s->db, "UPDATE jobs SET notified_at = ?2 WHERE id = ?1 AND notified_at = 0", -1, &st, NULL);
     int result;
     if (rc != SQLITE_OK) {
         result = fail(s, rc, "mark_notified");
@@ -382,9 +381,8 @@ struct jobs *jobs_sqlite_new(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    int rc = sqlite3_open_v2(path, &s->db,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
-                             NULL);
+    int rc = sqlite3_open_v2(
+        path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "jobs store: cannot open %s: %s", path,
                  s->db != NULL ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));

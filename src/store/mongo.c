@@ -32,8 +32,8 @@ static void on_driver_log(mongoc_log_level_t level, const char *domain, const ch
     default:
         return;
     }
-    log_event(ours, "mongodb driver", json_pack("{s:o, s:o}", "domain", log_text(domain),
-                                                 "detail", log_text(message)));
+    log_event(ours, "mongodb driver",
+              json_pack("{s:o, s:o}", "domain", log_text(domain), "detail", log_text(message)));
 }
 
 static void init_driver(void)
@@ -52,8 +52,7 @@ mongoc_client_pool_t *mongo_pool_new(const char *uri_text, char *err, size_t err
         return NULL;
     }
     if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-                                       MONGO_TIMEOUT_MS);
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, MONGO_TIMEOUT_MS);
     if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, MONGO_TIMEOUT_MS);
     mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);

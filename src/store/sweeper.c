@@ -36,9 +36,9 @@ static void *run(void *arg)
         if (rc != BLOB_OK)
             log_warn("blob sweep failed", json_pack("{s:s}", "reason", blobs_strerror(rc)));
         else if (st.files_removed > 0 || st.chunks_removed > 0)
-            log_info("blob sweep", json_pack("{s:I, s:I}", "files_removed",
-                                             (json_int_t)st.files_removed, "chunks_removed",
-                                             (json_int_t)st.chunks_removed));
+            log_info("blob sweep",
+                     json_pack("{s:I, s:I}", "files_removed", (json_int_t)st.files_removed,
+                               "chunks_removed", (json_int_t)st.chunks_removed));
         pthread_mutex_lock(&s->lock);
     }
     pthread_mutex_unlock(&s->lock);

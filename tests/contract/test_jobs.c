@@ -142,9 +142,8 @@ static void legal_transitions(void **state)
     struct job j;
     /* queued -> converting -> converting (progress, attempt) -> done */
     make(owner_a, "a.mp4", id);
-    struct job_update start = {.from = Q | C,
-                               .set = JOB_SET_STATUS | JOB_ADD_ATTEMPT,
-                               .status = JOB_CONVERTING};
+    struct job_update start = {
+        .from = Q | C, .set = JOB_SET_STATUS | JOB_ADD_ATTEMPT, .status = JOB_CONVERTING};
     assert_int_equal(jobs_update(store, id, &start), JOBS_OK);
     struct job_update prog = {.from = C, .set = JOB_SET_PROGRESS, .progress = 0.5};
     assert_int_equal(jobs_update(store, id, &prog), JOBS_OK);
@@ -293,10 +292,8 @@ static atomic_int race_won;
 static void *finish_race(void *arg)
 {
     long i = (long)arg;
-    struct job_update done = {.from = C,
-                              .set = JOB_SET_STATUS | JOB_SET_MP3,
-                              .status = JOB_DONE,
-                              .mp3_fid = race_mp3[i]};
+    struct job_update done = {
+        .from = C, .set = JOB_SET_STATUS | JOB_SET_MP3, .status = JOB_DONE, .mp3_fid = race_mp3[i]};
     int rc = jobs_update(store, race_id, &done);
     if (rc == JOBS_OK)
         atomic_fetch_add(&race_won, 1);
@@ -308,7 +305,8 @@ static void *finish_race(void *arg)
 static void *bump_attempts(void *arg)
 {
     (void)arg;
-    struct job_update u = {.from = Q | C, .set = JOB_ADD_ATTEMPT | JOB_SET_PROGRESS, .progress = 0.3};
+    struct job_update u = {
+        .from = Q | C, .set = JOB_ADD_ATTEMPT | JOB_SET_PROGRESS, .progress = 0.3};
     for (int k = 0; k < 10; k++) {
         if (jobs_update(store, race_id, &u) != JOBS_OK)
             return (void *)1;

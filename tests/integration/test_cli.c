@@ -152,12 +152,9 @@ int main(int argc, char **argv)
     if (server_args(argc, argv) != 0)
         return 2;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(version_help_usage),
-        cmocka_unit_test(config_redacts),
-        cmocka_unit_test(user_commands),
-        cmocka_unit_test(gc_command),
-        cmocka_unit_test(bad_data_dir),
-        cmocka_unit_test(all_generates_and_keeps_secret),
+        cmocka_unit_test(version_help_usage), cmocka_unit_test(config_redacts),
+        cmocka_unit_test(user_commands),      cmocka_unit_test(gc_command),
+        cmocka_unit_test(bad_data_dir),       cmocka_unit_test(all_generates_and_keeps_secret),
     };
     return cmocka_run_group_tests_name("command line", tests, NULL, NULL);
 }

@@ -24,8 +24,14 @@ static const char *const all_vars[] = {
     "JWT_TTL_SECONDS",
     "LOGIN_MAX_FAILURES",
     "LOGIN_WINDOW_SECONDS",
-    "HASH_CONCURRENCY", "MONGODB_URI", "RABBITMQ_URL", "VIDEO_QUEUE", "MP3_QUEUE", "MAX_ATTEMPTS",
-    "GC_INTERVAL_SECONDS", "GC_MIN_AGE_SECONDS",
+    "HASH_CONCURRENCY",
+    "MONGODB_URI",
+    "RABBITMQ_URL",
+    "VIDEO_QUEUE",
+    "MP3_QUEUE",
+    "MAX_ATTEMPTS",
+    "GC_INTERVAL_SECONDS",
+    "GC_MIN_AGE_SECONDS",
 };
 
 static int clear_env(void **state)
