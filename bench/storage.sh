@@ -46,6 +46,8 @@ fs_line=$("$bin" fs "$dir/blobs" "$size" 2>"$dir/fs.log") || { cat "$dir/fs.log"
 
 uri=${VID2MP3_TEST_MONGODB_URI:-}
 if [ -z "$uri" ]; then
+  [ -x node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb ] ||
+    npm ci --no-audit --no-fund --loglevel=error >/dev/null
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb --host=127.0.0.1 --port="$port" \
     >"$dir/mongo.log" 2>&1 &
