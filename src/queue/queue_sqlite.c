@@ -79,8 +79,9 @@ struct sq_consumer {
     pthread_t renewer;
     bool renewer_started;
     pthread_mutex_t slots_lock;
-    struct slot *slots; /* n; the deliveries whose leases the renewer keeps alive */
-    bool stopping;      /* under s->wake_lock */
+    struct slot *slots;    /* n; the deliveries whose leases the renewer keeps alive */
+    bool stopping;         /* under s->wake_lock */
+    bool renewer_stopping; /* set after the workers are joined; under s->wake_lock */
 };
 
 struct worker_arg {
@@ -460,12 +461,14 @@ static void *renewer_main(void *arg)
     for (;;) {
         struct timespec dl;
         deadline_in(&dl, period);
+        /* Not c->stopping: the workers still finishing their handlers after a
+         * stop need their leases kept alive until they are joined. */
         pthread_mutex_lock(&s->wake_lock);
-        while (!c->stopping) {
+        while (!c->renewer_stopping) {
             if (pthread_cond_timedwait(&s->wake, &s->wake_lock, &dl) == ETIMEDOUT)
                 break;
         }
-        bool stopping = c->stopping;
+        bool stopping = c->renewer_stopping;
         pthread_mutex_unlock(&s->wake_lock);
         if (stopping)
             break;
@@ -499,9 +502,13 @@ static void consumer_stop(struct queue_consumer *base)
     pthread_cond_broadcast(&s->wake);
     pthread_mutex_unlock(&s->wake_lock);
     /* workers finish their handler and apply its verdict before they exit;
-     * the renewer keeps their leases alive until then */
+     * the renewer keeps their leases alive until then, and only then stops */
     for (int i = 0; i < c->started; i++)
         pthread_join(c->workers[i], NULL);
+    pthread_mutex_lock(&s->wake_lock);
+    c->renewer_stopping = true;
+    pthread_cond_broadcast(&s->wake);
+    pthread_mutex_unlock(&s->wake_lock);
     if (c->renewer_started)
         pthread_join(c->renewer, NULL);
     pthread_mutex_destroy(&c->slots_lock);

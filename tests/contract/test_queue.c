@@ -357,6 +357,33 @@ static void poison_message_dead_lettered(void **state)
     assert_int_equal(depth, 0);
 }
 
+/* Stopping a consumer waits for its running handler and keeps that
+ * message's lease alive meanwhile: another consumer never gets it. */
+static void stop_keeps_running_message(void **state)
+{
+    (void)state;
+    assert_int_equal(queue_publish(q, qname, "held", 4, NULL), QUEUE_OK);
+    struct rec *r = rec_new(QUEUE_ACK, 3 * LEASE_MS);
+    struct queue_consumer *c1 = NULL, *c2 = NULL;
+    assert_int_equal(queue_consume(q, qname, 1, record, r, &c1), QUEUE_OK);
+    for (int i = 0; i < 1500 && atomic_load(&r->running) == 0; i++)
+        sleep_ms(10);
+    assert_int_equal(atomic_load(&r->running), 1);
+    struct queue *q2 = open_backend(&settings);
+    assert_int_equal(queue_consume(q2, qname, 1, record, r, &c2), QUEUE_OK);
+    queue_consumer_stop(c1); /* returns after the handler, 3 leases later */
+    assert_int_equal(r->n, 1);
+    sleep_ms(2 * LEASE_MS);
+    queue_consumer_stop(c2);
+    queue_free(q2);
+    assert_int_equal(r->n, 1);
+    assert_int_equal(atomic_load(&r->max_running), 1);
+    long depth = -1;
+    assert_int_equal(queue_depth(q, qname, &depth), QUEUE_OK);
+    assert_int_equal(depth, 0);
+    rec_free(r);
+}
+
 /* A handler that runs for several leases keeps its message: it is not
  * handed to another worker meanwhile. */
 static void long_handler_keeps_message(void **state)
@@ -666,6 +693,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(redelivered_after_consumer_dies, setup, teardown),
         cmocka_unit_test_setup_teardown(poison_message_dead_lettered, setup, teardown),
+        cmocka_unit_test_setup_teardown(stop_keeps_running_message, setup, teardown),
         cmocka_unit_test_setup_teardown(long_handler_keeps_message, setup, teardown),
         cmocka_unit_test_setup_teardown(prefetch_respected, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_delays_then_dead, setup, teardown),
