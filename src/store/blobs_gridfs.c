@@ -10,17 +10,21 @@
  *
  * Upload: chunks are inserted as they fill; the fs.files document, inserted
  * at commit, is the commit point, so readers never see a partial file.
- * Abort deletes the chunks written so far; a crash leaves them for
- * blobs_gc(), which removes chunks without a files document whose files_id
- * (an ObjectId made when the upload started) is old enough.
+ * Commit then counts the file's chunks and, should any be missing (a gc
+ * that judged the upload abandoned), takes the files document back and
+ * fails: a committed file is always whole. Abort deletes the chunks written
+ * so far; a crash leaves them for blobs_gc(), which removes the chunks of a
+ * files_id without a files document once its newest chunk (each chunk's
+ * _id is an ObjectId made when it was written) is old enough: an upload
+ * that is still writing is never swept, however long it has been running.
  *
- * Read: libmongoc's bucket download stream cannot seek, so the reader reads
- * chunks itself with a cursor on {files_id, n >= k} sorted by n, with an
- * explicit batchSize: a reply then carries a few chunks, not the whole
- * file (real servers cap a reply at 16 MiB; the test server does not, see
- * DESIGN §9). A seek to another chunk opens a new cursor there. The chunk
- * size is the file's own (other drivers may use another); each chunk's n
- * and size are checked, so a damaged file is BLOB_EIO.
+ * Read: libmongoc's bucket download stream cannot seek, so the reader
+ * fetches chunk k itself with a one-document query on {files_id, n}: a
+ * reply is one chunk (real servers cap a reply at 16 MiB; the test server
+ * does not, see DESIGN §9), a seek costs nothing until the next read, and
+ * no pooled client is held between reads. The chunk size is the file's own
+ * (other drivers may use another); each chunk's n and size are checked, so
+ * a damaged file is BLOB_EIO.
  *
  * A server that is down answers BLOB_EUNAVAIL within the server-selection
  * timeout (store/mongo.h), and the next call reconnects by itself.
@@ -37,7 +41,6 @@
 #include <string.h>
 #include <time.h>
 
-#define CHUNKS_PER_BATCH 4           /* ~1 MiB per reply */
 #define MAX_CHUNK (16 * 1024 * 1024) /* largest chunkSize we accept from other drivers */
 
 static const char *const dbs[] = {"videos", "mp3s"};
@@ -71,11 +74,6 @@ struct gfr {
     /* the chunk in buf */
     int64_t cur_n; /* -1: none */
     size_t cur_len;
-    /* the open cursor, if any, and the n it yields next */
-    mongoc_client_t *client;
-    mongoc_collection_t *chunks;
-    mongoc_cursor_t *cursor;
-    int64_t next_n;
     unsigned char *buf; /* chunk_size bytes */
 };
 
@@ -216,6 +214,34 @@ static void gfw_abort(struct blob_writer *base)
     free(w);
 }
 
+/* After the files document is in: are all w->n chunks still there? If not,
+ * takes the document back (the file was never whole) and says BLOB_EIO. */
+static int verify_chunks(struct gfw *w)
+{
+    bson_t *filter = BCON_NEW("files_id", BCON_OID(&w->oid));
+    mongoc_client_t *client;
+    mongoc_collection_t *chunks = take(w->s, w->bucket, "fs.chunks", &client);
+    bson_error_t e;
+    int64_t n = mongoc_collection_count_documents(chunks, filter, NULL, NULL, NULL, &e);
+    put(w->s, client, chunks);
+    bson_destroy(filter);
+    if (n < 0)
+        return map_error(&e, "verify chunks"); /* outcome unknown: left for gc */
+    if (n == w->n)
+        return BLOB_OK;
+    log_error("blob store: upload lost chunks before commit",
+              json_pack("{s:s, s:s, s:i, s:I}", "bucket", dbs[w->bucket], "id", w->meta.id,
+                        "written", (int)w->n, "found", (json_int_t)n));
+    bson_t *id = BCON_NEW("_id", BCON_OID(&w->oid));
+    mongoc_collection_t *files = take(w->s, w->bucket, "fs.files", &client);
+    if (!mongoc_collection_delete_one(files, id, NULL, NULL, &e))
+        map_error(&e, "take back file");
+    put(w->s, client, files);
+    bson_destroy(id);
+    delete_chunks(w->s, w->bucket, &w->oid);
+    return BLOB_EIO;
+}
+
 static int gfw_commit(struct blob_writer *base, struct blob_meta *out)
 {
     struct gfw *w = (struct gfw *)base;
@@ -243,6 +269,8 @@ static int gfw_commit(struct blob_writer *base, struct blob_meta *out)
         rc = map_error(&e, "insert file");
     put(w->s, client, coll);
     bson_destroy(doc);
+    if (rc == BLOB_OK)
+        rc = verify_chunks(w);
     if (rc != BLOB_OK) {
         /* not committed as far as we know; if the insert did land after
          * all, the chunks must stay, so they are left for gc to judge */
@@ -353,29 +381,6 @@ static int find_file(struct gfs *s, enum blob_bucket b, const bson_oid_t *oid,
 
 /* ---------- reader ---------- */
 
-static void close_cursor(struct gfr *r)
-{
-    if (r->cursor == NULL)
-        return;
-    mongoc_cursor_destroy(r->cursor);
-    put(r->s, r->client, r->chunks);
-    r->cursor = NULL;
-    r->chunks = NULL;
-    r->client = NULL;
-}
-
-static void open_cursor(struct gfr *r, int64_t k)
-{
-    bson_t *filter = BCON_NEW("files_id", BCON_OID(&r->oid), "n", "{", "$gte", BCON_INT64(k), "}");
-    bson_t *opts =
-        BCON_NEW("sort", "{", "n", BCON_INT32(1), "}", "batchSize", BCON_INT32(CHUNKS_PER_BATCH));
-    r->chunks = take(r->s, r->bucket, "fs.chunks", &r->client);
-    r->cursor = mongoc_collection_find_with_opts(r->chunks, filter, opts, NULL);
-    r->next_n = k;
-    bson_destroy(filter);
-    bson_destroy(opts);
-}
-
 static int damaged(struct gfr *r, int64_t k, const char *why)
 {
     log_error("blob store: damaged file",
@@ -384,7 +389,7 @@ static int damaged(struct gfr *r, int64_t k, const char *why)
     return BLOB_EIO;
 }
 
-/* Takes the cursor's next document as chunk k into buf. */
+/* Takes doc as chunk k into buf, checking its number and size. */
 static int take_chunk(struct gfr *r, const bson_t *doc, int64_t k)
 {
     bson_iter_t it;
@@ -408,35 +413,36 @@ static int take_chunk(struct gfr *r, const bson_t *doc, int64_t k)
     return BLOB_OK;
 }
 
-/* Makes chunk k the one in buf, reusing the open cursor when it is there. */
+/*
+ * Makes chunk k the one in buf. One query per chunk, with the pooled client
+ * given back before returning: a reader holds no connection between reads,
+ * so a hundred slow downloads cannot take the whole pool (they did when
+ * each kept a cursor open). The query's reply is that one chunk.
+ */
 static int load_chunk(struct gfr *r, int64_t k)
 {
     if (r->cur_n == k)
         return BLOB_OK;
     r->cur_n = -1;
-    if (r->cursor != NULL && r->next_n != k)
-        close_cursor(r);
-    /* a second try from a fresh cursor: a server cursor idle for too long
-     * is gone (CursorNotFound), which is no reason to fail the read */
-    for (int attempt = 0;; attempt++) {
-        if (r->cursor == NULL)
-            open_cursor(r, k);
-        const bson_t *doc;
-        if (mongoc_cursor_next(r->cursor, &doc)) {
-            r->next_n = k + 1;
-            int rc = take_chunk(r, doc, k);
-            if (rc != BLOB_OK)
-                close_cursor(r);
-            return rc;
-        }
-        bson_error_t e;
-        bool failed = mongoc_cursor_error(r->cursor, &e);
-        close_cursor(r);
-        if (!failed)
-            return damaged(r, k, "missing chunk");
-        if (attempt > 0 || mongo_error_unavailable(&e))
-            return map_error(&e, "read chunk");
-    }
+    bson_t *filter = BCON_NEW("files_id", BCON_OID(&r->oid), "n", BCON_INT32((int32_t)k));
+    bson_t *opts = BCON_NEW("limit", BCON_INT64(1), "batchSize", BCON_INT32(1));
+    mongoc_client_t *client;
+    mongoc_collection_t *chunks = take(r->s, r->bucket, "fs.chunks", &client);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(chunks, filter, opts, NULL);
+    const bson_t *doc;
+    bson_error_t e;
+    int rc;
+    if (mongoc_cursor_next(cur, &doc))
+        rc = take_chunk(r, doc, k);
+    else if (mongoc_cursor_error(cur, &e))
+        rc = map_error(&e, "read chunk");
+    else
+        rc = damaged(r, k, "missing chunk");
+    mongoc_cursor_destroy(cur);
+    put(r->s, client, chunks);
+    bson_destroy(filter);
+    bson_destroy(opts);
+    return rc;
 }
 
 static long gfr_read(struct blob_reader *base, void *buf, size_t len)
@@ -465,8 +471,6 @@ static int64_t gfr_seek(struct blob_reader *base, int64_t offset, int whence)
     int64_t to = blob_seek_target(r->pos, r->meta.length, offset, whence);
     if (to < 0)
         return to;
-    /* the cursor is kept: load_chunk() drops it only when the next read
-     * needs another chunk than the one it yields next */
     r->pos = to;
     return r->pos;
 }
@@ -479,7 +483,6 @@ static const struct blob_meta *gfr_meta(struct blob_reader *base)
 static void gfr_close(struct blob_reader *base)
 {
     struct gfr *r = (struct gfr *)base;
-    close_cursor(r);
     free(r->buf);
     free(r);
 }
@@ -576,6 +579,31 @@ static int file_exists(mongoc_collection_t *files, const bson_value_t *files_id)
     return rc;
 }
 
+/* Was the newest chunk of files_id written at or after cutoff (the upload
+ * may still be running)? 1 yes, 0 no, or a negative BLOB_E* code. */
+static int recently_written(mongoc_collection_t *chunks, const bson_oid_t *files_id,
+                            const bson_oid_t *cutoff)
+{
+    bson_t *filter = BCON_NEW("files_id", BCON_OID(files_id));
+    bson_t *opts = BCON_NEW("limit", BCON_INT64(1), "sort", "{", "_id", BCON_INT32(-1), "}",
+                            "projection", "{", "_id", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(chunks, filter, opts, NULL);
+    const bson_t *doc;
+    bson_iter_t it;
+    bson_error_t e;
+    int rc = 0;
+    if (mongoc_cursor_next(cur, &doc)) {
+        rc = bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it) &&
+             bson_oid_compare(bson_iter_oid(&it), cutoff) >= 0;
+    } else if (mongoc_cursor_error(cur, &e)) {
+        rc = map_error(&e, "gc");
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    return rc;
+}
+
 /*
  * Removes the orphan chunks of one bucket. Walks the distinct files_id
  * values older than the cut-off one at a time (each step is one seek on
@@ -618,12 +646,14 @@ static int gc_bucket(struct gfs *s, enum blob_bucket b, const bson_oid_t *cutoff
         bson_value_t id = {.value_type = BSON_TYPE_OID};
         bson_oid_copy(&last, &id.value.v_oid);
         int exists = file_exists(files, &id);
+        if (exists == 0)
+            exists = recently_written(chunks, &last, cutoff);
         if (exists < 0) {
             rc = exists;
             break;
         }
         if (exists)
-            continue;
+            continue; /* committed, or an upload still writing */
         bson_t *del = BCON_NEW("files_id", BCON_OID(&last));
         bson_t reply;
         if (mongoc_collection_delete_many(chunks, del, NULL, &reply, &e)) {
@@ -649,7 +679,7 @@ static int gf_gc(void *h, long older_than, struct blobs_gc_stats *out)
 {
     struct gfs *s = h;
     struct blobs_gc_stats st = {0};
-    /* files_id is made when an upload starts, at second t; it is old enough
+    /* An ObjectId (a files_id, a chunk's _id) made at second t is old enough
      * when now - t >= older_than, i.e. t < cut below. An ObjectId of cut with
      * the other bytes zero sorts before every id made at or after cut. */
     int64_t cut = (int64_t)time(NULL) - (older_than > 0 ? older_than : 0) + 1;

@@ -55,6 +55,10 @@ mongoc_client_pool_t *mongo_pool_new(const char *uri_text, char *err, size_t err
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, MONGO_TIMEOUT_MS);
     if (!mongoc_uri_has_option(uri, MONGOC_URI_CONNECTTIMEOUTMS))
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS, MONGO_TIMEOUT_MS);
+    /* libmongoc waits 5 minutes for a reply by default; a hung server would
+     * hold a pooled client that long, and every caller queues behind it */
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, MONGO_SOCKET_TIMEOUT_MS);
     mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
     mongoc_uri_destroy(uri);
     if (pool == NULL) {
@@ -66,10 +70,45 @@ mongoc_client_pool_t *mongo_pool_new(const char *uri_text, char *err, size_t err
     return pool;
 }
 
+/* Server error codes that mean "not now" (elections, shutdowns, timeouts),
+ * from the drivers' retryable-error list. */
+static const uint32_t transient_codes[] = {
+    6,     /* HostUnreachable */
+    7,     /* HostNotFound */
+    50,    /* MaxTimeMSExpired */
+    89,    /* NetworkTimeout */
+    91,    /* ShutdownInProgress */
+    189,   /* PrimarySteppedDown */
+    262,   /* ExceededTimeLimit */
+    9001,  /* SocketException */
+    10107, /* NotWritablePrimary */
+    11600, /* InterruptedAtShutdown */
+    11602, /* InterruptedDueToReplStateChange */
+    13435, /* NotPrimaryNoSecondaryOk */
+    13436, /* NotPrimaryOrSecondary */
+    64,    /* WriteConcernFailed (wtimeout) */
+};
+
 bool mongo_error_unavailable(const bson_error_t *e)
 {
-    return e->domain == MONGOC_ERROR_SERVER_SELECTION || e->domain == MONGOC_ERROR_STREAM ||
-           e->domain == MONGOC_ERROR_CLIENT;
+    switch (e->domain) {
+    case MONGOC_ERROR_SERVER_SELECTION:
+    case MONGOC_ERROR_STREAM:
+        return true;
+    case MONGOC_ERROR_CLIENT:
+        /* a wrong password or an oversized document will not get better */
+        return e->code != MONGOC_ERROR_CLIENT_AUTHENTICATE &&
+               e->code != MONGOC_ERROR_CLIENT_TOO_BIG;
+    case MONGOC_ERROR_SERVER:
+    case MONGOC_ERROR_WRITE_CONCERN:
+        for (size_t i = 0; i < sizeof(transient_codes) / sizeof(transient_codes[0]); i++) {
+            if (e->code == transient_codes[i])
+                return true;
+        }
+        return false;
+    default:
+        return false;
+    }
 }
 
 bool mongo_error_duplicate(const bson_error_t *e)

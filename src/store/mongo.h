@@ -10,7 +10,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define MONGO_TIMEOUT_MS 3000 /* server selection and connect, unless the URI says otherwise */
+#define MONGO_TIMEOUT_MS 3000         /* server selection and connect, unless the URI says */
+#define MONGO_SOCKET_TIMEOUT_MS 60000 /* one reply, unless the URI says otherwise */
 
 /*
  * A client pool for uri (a mongodb:// string): error API v2, appname
@@ -20,7 +21,8 @@
  */
 mongoc_client_pool_t *mongo_pool_new(const char *uri, char *err, size_t errlen);
 
-/* True when e means the server could not be reached (try again later). */
+/* True when e means "try again later": the server could not be reached, or
+ * answered with a transient error (an election, a shutdown, a timeout). */
 bool mongo_error_unavailable(const bson_error_t *e);
 
 /* True when e is a duplicate key error (E11000). */

@@ -738,6 +738,67 @@ static void gc_removes_crash_leftovers_only(void **state)
     assert_int_equal(blobs_remove(store, BLOB_VIDEOS, kept.id), BLOB_OK);
 }
 
+/* An upload that a sweep took for abandoned (gc with threshold 0 while it
+ * was still writing) must fail at commit, never become a broken file. */
+static void gc_during_upload_never_commits_a_broken_file(void **state)
+{
+    (void)state;
+    struct blob_meta m = meta_for("in-progress.mp4");
+    struct blob_writer *w = NULL;
+    assert_int_equal(blobs_open_write(store, BLOB_VIDEOS, &m, &w), BLOB_OK);
+    unsigned char *buf = malloc(2 * CH + 10);
+    assert_non_null(buf);
+    gen(99, 0, buf, 2 * CH + 10);
+    assert_int_equal(blob_write(w, buf, 2 * CH), BLOB_OK);
+    struct blobs_gc_stats st = {0};
+    assert_int_equal(blobs_gc(store, 3600, &st), BLOB_OK); /* a live upload is young */
+    assert_int_equal(st.files_removed, 0);
+    assert_int_equal(blobs_gc(store, 0, &st), BLOB_OK); /* forced: everything is old */
+    int rc = blob_write(w, buf + 2 * CH, 10);
+    struct blob_meta got;
+    memset(&got, 0, sizeof(got));
+    if (rc == BLOB_OK) {
+        rc = blob_commit(w, &got);
+        if (rc == BLOB_OK) {
+            /* the backend kept what it had written: then it must be whole */
+            char sha[65];
+            crypto_hash_sha256_state h;
+            crypto_hash_sha256_init(&h);
+            crypto_hash_sha256_update(&h, buf, 2 * CH + 10);
+            hex_sha(&h, sha);
+            check_file(BLOB_VIDEOS, got.id, 99, 2 * CH + 10, sha, NULL);
+        } else {
+            assert_int_equal(rc, BLOB_EIO); /* refused, and nothing was published */
+        }
+    } else {
+        blob_abort(w);
+    }
+    free(buf);
+}
+
+/* Many readers open at once (more than a connection pool holds) do not
+ * block the store for anyone else. */
+static void many_open_readers_do_not_block_the_store(void **state)
+{
+    (void)state;
+    enum { READERS = 150 };
+    char sha[65];
+    struct blob_meta f = put_file(BLOB_MP3S, 7, 3 * CH + 5, PIECE, sha, NULL);
+    struct blob_reader *r[READERS];
+    unsigned char byte;
+    for (int i = 0; i < READERS; i++) {
+        assert_int_equal(blobs_open_read(store, BLOB_MP3S, f.id, &r[i]), BLOB_OK);
+        assert_int_equal(blob_seek(r[i], (int64_t)(i % 4) * CH, SEEK_SET), (int64_t)(i % 4) * CH);
+        assert_int_equal(blob_read(r[i], &byte, 1), 1);
+    }
+    struct blob_meta st;
+    assert_int_equal(blobs_stat(store, BLOB_MP3S, f.id, &st), BLOB_OK);
+    assert_int_equal(blobs_ping(store), BLOB_OK);
+    put_file(BLOB_VIDEOS, 8, 10, 10, sha, NULL);
+    for (int i = 0; i < READERS; i++)
+        blob_close(r[i]);
+}
+
 static void dead_backend_is_unavailable(void **state)
 {
     (void)state;
@@ -923,6 +984,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(abort_leaves_no_trace, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_uploads, setup, teardown),
         cmocka_unit_test_setup_teardown(gc_removes_crash_leftovers_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(gc_during_upload_never_commits_a_broken_file, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(many_open_readers_do_not_block_the_store, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_backend_is_unavailable, setup, teardown),
         cmocka_unit_test_setup_teardown(large_file_streams_in_bounded_memory, setup, teardown),
         cmocka_unit_test_setup_teardown(gridfs_interoperates, setup, teardown),
