@@ -13,8 +13,14 @@
  *   QUEUE_REJECT  a permanent failure: straight to NAME.dead.
  * A consumer that dies without a verdict (kill -9) gets its messages
  * delivered again (RabbitMQ: the connection closes; SQLite: the message's
- * lease expires). Handlers must therefore be idempotent; they get the
- * attempt number to tell a first delivery from a repeat.
+ * lease expires), and that counts as an attempt: a message that kills its
+ * consumer max_attempts times goes to NAME.dead without being handed to a
+ * handler again. A graceful stop counts nothing. Handlers must therefore be
+ * idempotent; they get the attempt number to tell a first delivery from a
+ * repeat.
+ *
+ * Nothing here reads NAME.dead: whoever must act on a dead letter (fail
+ * the job and tell its owner) has to consume or inspect it.
  *
  * publish() returns only once the message is durable (RabbitMQ: the
  * broker's publisher confirm for a persistent message on a durable queue;

@@ -66,6 +66,7 @@
 #define REQUEST_ID_MAX 128
 #define DECLARED_MAX 32 /* queue names remembered as declared, per connection */
 #define HDR_ATTEMPT "x-attempt"
+#define CONSUMER_TAG "vid2mp3" /* one consumer per connection: any fixed tag will do */
 #define HDR_REQUEST_ID "x-request-id"
 
 struct conn {
@@ -736,8 +737,8 @@ static int consumer_connect(struct aq_consumer *c)
         rpc_check(&c->conn, "basic.qos");
         goto fail;
     }
-    if (amqp_basic_consume(c->conn.st, CHANNEL, amqp_cstring_bytes(c->queue), amqp_empty_bytes, 0,
-                           0, 0, amqp_empty_table) == NULL) {
+    if (amqp_basic_consume(c->conn.st, CHANNEL, amqp_cstring_bytes(c->queue),
+                           amqp_cstring_bytes(CONSUMER_TAG), 0, 0, 0, amqp_empty_table) == NULL) {
         rpc_check(&c->conn, "basic.consume");
         goto fail;
     }
@@ -818,6 +819,51 @@ static void io_pass(struct aq_consumer *c)
     }
 }
 
+/*
+ * Stopping: hands back the deliveries no handler started. Closing the
+ * connection would return them too, but marked redelivered, which counts
+ * as an attempt (see the top of this file): a graceful stop would push
+ * messages towards the dead letters without any handler having seen them.
+ * So the consumer is cancelled (no new deliveries), and each unstarted one
+ * is published again with its attempt count unchanged, then acked. What
+ * cannot be handed back this way goes back with the connection.
+ */
+static void hand_back(struct aq_consumer *c)
+{
+    amqp_connection_state_t st = c->conn.st;
+    if (st == NULL || c->conn.broken)
+        return;
+    if (amqp_basic_cancel(st, CHANNEL, amqp_cstring_bytes(CONSUMER_TAG)) == NULL) {
+        rpc_check(&c->conn, "basic.cancel");
+        return;
+    }
+    /* deliveries sent before cancel-ok were queued by the library */
+    while (amqp_frames_enqueued(st)) {
+        struct timeval zero = {0, 0};
+        amqp_frame_t f;
+        if (amqp_simple_wait_frame_noblock(st, &f, &zero) != AMQP_STATUS_OK)
+            return;
+        if (f.frame_type == AMQP_FRAME_METHOD && f.payload.method.id == AMQP_BASIC_DELIVER_METHOD &&
+            on_deliver(c, &c->conn, &f) != 0)
+            return;
+    }
+    apply_done(c); /* recounts that arrived meanwhile */
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        struct job *j = jobq_pop(&c->todo);
+        pthread_mutex_unlock(&c->lock);
+        if (j == NULL)
+            return;
+        bool ok = j->gen == c->gen &&
+                  publish_confirmed(&c->conn, c->queue, j->body, j->len, j->request_id, j->attempt,
+                                    on_deliver, c) == QUEUE_OK &&
+                  amqp_basic_ack(st, CHANNEL, j->tag, 0) == AMQP_STATUS_OK;
+        job_free(j);
+        if (!ok)
+            return;
+    }
+}
+
 static void *io_main(void *arg)
 {
     struct aq_consumer *c = arg;
@@ -841,6 +887,7 @@ static void *io_main(void *arg)
             conn_close(&c->conn);
     }
     apply_done(c); /* the last handlers' verdicts */
+    hand_back(c);
     conn_close(&c->conn);
     return NULL;
 }

@@ -169,6 +169,8 @@ static int sidecar_write(struct fsb *s, enum blob_bucket b, const struct blob_me
         goto out;
     }
     rc = fsync_dir(fandir);
+    if (rc != BLOB_OK)
+        unlink(dst); /* the caller removes the content: no sidecar may outlive it */
 out:
     if (fd >= 0)
         close(fd);

@@ -384,6 +384,33 @@ static void stop_keeps_running_message(void **state)
     rec_free(r);
 }
 
+/* A graceful stop hands back what no handler started without counting an
+ * attempt: every message is then handled exactly once, at attempt 1. */
+static void graceful_stop_counts_no_attempts(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 8; i++) {
+        char body[8];
+        int n = snprintf(body, sizeof(body), "g%d", i);
+        assert_int_equal(queue_publish(q, qname, body, (size_t)n, NULL), QUEUE_OK);
+    }
+    struct rec *r = rec_new(QUEUE_ACK, 150);
+    struct queue_consumer *c = NULL;
+    assert_int_equal(queue_consume(q, qname, 2, record, r, &c), QUEUE_OK);
+    sleep_ms(250); /* two handled or running, more prefetched */
+    queue_consumer_stop(c);
+    int first = r->n;
+    assert_true(first >= 1 && first < 8);
+    assert_int_equal(queue_consume(q, qname, 2, record, r, &c), QUEUE_OK);
+    assert_true(wait_count(r, 8, 15000));
+    sleep_ms(300);
+    queue_consumer_stop(c);
+    assert_int_equal(r->n, 8);
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(r->d[i].attempt, 1);
+    rec_free(r);
+}
+
 /* A handler that runs for several leases keeps its message: it is not
  * handed to another worker meanwhile. */
 static void long_handler_keeps_message(void **state)
@@ -694,6 +721,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(redelivered_after_consumer_dies, setup, teardown),
         cmocka_unit_test_setup_teardown(poison_message_dead_lettered, setup, teardown),
         cmocka_unit_test_setup_teardown(stop_keeps_running_message, setup, teardown),
+        cmocka_unit_test_setup_teardown(graceful_stop_counts_no_attempts, setup, teardown),
         cmocka_unit_test_setup_teardown(long_handler_keeps_message, setup, teardown),
         cmocka_unit_test_setup_teardown(prefetch_respected, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_delays_then_dead, setup, teardown),
