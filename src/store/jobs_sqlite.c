@@ -245,6 +245,16 @@ static int missing_or_conflict(struct jsq *s, const char *id)
     return rc == SQLITE_DONE ? JOBS_ENOTFOUND : fail(s, rc, "exists");
 }
 
+/* Runs a prepared guarded UPDATE of job id: JOBS_OK when it changed the
+ * row, else JOBS_ENOTFOUND or JOBS_ECONFLICT. Locked. */
+static int step_guarded(struct jsq *s, sqlite3_stmt *st, const char *id, const char *op)
+{
+    int rc = sqlite3_step(st);
+    if (rc != SQLITE_DONE)
+        return fail(s, rc, op);
+    return sqlite3_changes(s->db) > 0 ? JOBS_OK : missing_or_conflict(s, id);
+}
+
 static int js_update(void *h, const char *id, const struct job_update *u)
 {
     struct jsq *s = h;
@@ -281,11 +291,7 @@ static int js_update(void *h, const char *id, const struct job_update *u)
         sqlite3_bind_text(st, 5, u->mp3_fid, -1, SQLITE_STATIC);
     if (u->set & JOB_SET_ERROR)
         sqlite3_bind_text(st, 6, u->error, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        result = fail(s, rc, "update");
-    else
-        result = sqlite3_changes(s->db) > 0 ? JOBS_OK : missing_or_conflict(s, id);
+    result = step_guarded(s, st, id, "update");
 out:
     sqlite3_finalize(st);
     unlock(s);
@@ -308,11 +314,7 @@ static int js_mark_notified(void *h, const char *id, int64_t at_ms)
     }
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, at_ms);
-    rc = sqlite3_step(st);
-    if (rc != SQLITE_DONE)
-        result = fail(s, rc, "mark_notified");
-    else
-        result = sqlite3_changes(s->db) > 0 ? JOBS_OK : missing_or_conflict(s, id);
+    result = step_guarded(s, st, id, "mark_notified");
 out:
     sqlite3_finalize(st);
     unlock(s);
