@@ -2,6 +2,7 @@
 #include "auth/auth.h"
 #include "cli/cli.h"
 #include "core/service.h"
+#include "gateway/gateway.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -14,7 +15,7 @@ struct command {
 
 static const struct command commands[] = {
     {"auth", auth_main},
-    {"gateway", cli_not_built_main},
+    {"gateway", gateway_main},
     {"converter", cli_not_built_main},
     {"notifier", cli_not_built_main},
     {"all", all_main},

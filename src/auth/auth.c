@@ -5,6 +5,7 @@
 #include "auth/credentials.h"
 #include "auth/password.h"
 #include "auth/throttle.h"
+#include "core/bearer.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/token.h"
@@ -69,20 +70,7 @@ static void reply_store_error(struct http_req *req, int rc)
 /* Checks the Bearer token; on failure replies 401 and returns -1. */
 static int authenticate(struct auth *a, struct http_req *req, struct token_claims *claims)
 {
-    const char *tok = token_bearer(http_req_header(req, "Authorization"));
-    if (tok == NULL) {
-        http_reply_header(req, "WWW-Authenticate", "Bearer");
-        http_reply_error(req, 401, "missing_token", "send the header Authorization: Bearer TOKEN");
-        return -1;
-    }
-    int rc = token_verify(&a->keys, tok, time(NULL), claims);
-    if (rc != TOKEN_OK) {
-        http_reply_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
-        http_reply_error(req, 401, rc == TOKEN_EEXPIRED ? "token_expired" : "invalid_token",
-                         token_strerror(rc));
-        return -1;
-    }
-    return 0;
+    return bearer_verify(req, &a->keys, claims);
 }
 
 /* Reads credentials from Basic or JSON; on failure replies and returns -1. */
@@ -130,7 +118,7 @@ static void upgrade_hash(struct auth *a, const struct credentials *c)
     sodium_memzero(hash, sizeof(hash));
 }
 
-static void handle_login(struct http_req *req, void *ctx)
+void auth_handle_login(struct http_req *req, void *ctx)
 {
     struct auth *a = ctx;
     struct credentials c;
@@ -277,9 +265,9 @@ static void handle_create_user(struct http_req *req, void *ctx)
 }
 
 static const struct http_route routes[] = {
-    {"POST", "/login", handle_login, BODY_MAX},
-    {"POST", "/validate", handle_validate, BODY_MAX},
-    {"POST", "/users", handle_create_user, BODY_MAX},
+    {"POST", "/login", auth_handle_login, BODY_MAX, NULL},
+    {"POST", "/validate", handle_validate, BODY_MAX, NULL},
+    {"POST", "/users", handle_create_user, BODY_MAX, NULL},
 };
 
 const struct http_route *auth_routes(size_t *n)

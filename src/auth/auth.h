@@ -28,6 +28,10 @@ void auth_free(struct auth *a);
 /* The service's routes; their ctx is the struct auth. */
 const struct http_route *auth_routes(size_t *n);
 
+/* POST /login as a handler of its own, so `vid2mp3 all` can serve it on
+ * the gateway's port in process; ctx is the struct auth. */
+void auth_handle_login(struct http_req *req, void *ctx);
+
 /* /readyz: the users store answers. ctx is the struct auth. */
 int auth_ready(void *ctx, char *why, size_t whylen);
 

@@ -1,7 +1,8 @@
 /*
  * `vid2mp3 all`: every built service in one process, embedded backends
  * unless the distributed ones are configured. Today that is the auth
- * service; later services join here as threads of the same process.
+ * service and the gateway (which serves /login in process and checks
+ * tokens with the same key); the converter and notifier join here later.
  */
 #include "cli/cli.h"
 
@@ -9,6 +10,7 @@
 #include "core/fsutil.h"
 #include "core/log.h"
 #include "core/service.h"
+#include "gateway/gateway.h"
 #include "store/blobs.h"
 #include "store/sweeper.h"
 
@@ -53,8 +55,11 @@ int all_main(int argc, char **argv)
     struct users *users = NULL;
     struct blobs *blobs = NULL;
     struct sweeper *sweeper = NULL;
+    struct jobs *jobs = NULL;
+    struct queue *queue = NULL;
     struct auth *a = NULL;
-    struct http_server *auth_srv = NULL;
+    struct gateway *gw = NULL;
+    struct http_server *auth_srv = NULL, *gw_srv = NULL;
     rc = EXIT_FAILURE_RUNTIME;
     secret = load_secret(&cfg, err, sizeof(err));
     if (secret == NULL)
@@ -76,21 +81,48 @@ int all_main(int argc, char **argv)
     auth_srv = auth_serve(a, &cfg, -1, err, sizeof(err));
     if (auth_srv == NULL)
         goto fail;
+    jobs = jobs_open(&cfg, err, sizeof(err));
+    if (jobs == NULL)
+        goto fail;
+    queue = queue_open(&cfg, err, sizeof(err));
+    if (queue == NULL)
+        goto fail;
+    struct gateway_deps deps = {.blobs = blobs,
+                                .jobs = jobs,
+                                .queue = queue,
+                                .jwt_secret = secret,
+                                .login = auth_handle_login,
+                                .login_ctx = a};
+    gw = gateway_new(&cfg, &deps, err, sizeof(err));
+    if (gw == NULL)
+        goto fail;
+    gw_srv = gateway_serve(gw, &cfg, -1, err, sizeof(err));
+    if (gw_srv == NULL)
+        goto fail;
     log_info("vid2mp3 all running",
-             json_pack("{s:s, s:i, s:s, s:s, s:s, s:[s,s,s]}", "address", cfg.bind_address,
-                       "auth_port", http_server_port(auth_srv), "users", users->ops->name, "blobs",
-                       blobs->ops->name, "data_dir", cfg.data_dir, "not_built_yet", "gateway",
-                       "converter", "notifier"));
+             json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:[s,s]}", "address",
+                       cfg.bind_address, "auth_port", http_server_port(auth_srv), "gateway_port",
+                       http_server_port(gw_srv), "users", users->ops->name, "blobs",
+                       blobs->ops->name, "jobs", jobs->ops->name, "queue", queue->ops->name,
+                       "data_dir", cfg.data_dir, "not_built_yet", "converter", "notifier"));
 
     int sig = service_wait_signal();
     log_info("stopping", json_pack("{s:i}", "signal", sig));
+    http_server_stop(gw_srv, (int)cfg.shutdown_grace);
+    gw_srv = NULL;
     http_server_stop(auth_srv, (int)cfg.shutdown_grace);
+    auth_srv = NULL;
     log_info("stopped", NULL);
     rc = EXIT_OK;
     goto out;
 fail:
     log_error("vid2mp3 all failed to start", json_pack("{s:s}", "reason", err));
 out:
+    http_server_stop(gw_srv, 0);
+    http_server_stop(auth_srv, 0);
+    gateway_free(gw);
+    queue_free(queue);
+    jobs_free(jobs);
     sweeper_stop(sweeper);
     blobs_free(blobs);
     if (secret != NULL) {

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum var_type { VAR_STR, VAR_LONG, VAR_LEVEL, VAR_ADDR, VAR_ADDRLIST };
+enum var_type { VAR_STR, VAR_LONG, VAR_LEVEL, VAR_ADDR, VAR_ADDRLIST, VAR_BOOL };
 
 struct var {
     const char *name;
@@ -31,6 +31,12 @@ static const struct var vars[] = {
     {"BIND_ADDRESS", VAR_ADDR, offsetof(struct config, bind_address), "0.0.0.0", 0, 0, false},
     {"TRUSTED_PROXIES", VAR_ADDRLIST, offsetof(struct config, trusted_proxies), "", 0, 0, false},
     NUM("AUTH_PORT", auth_port, "5000", 0, 65535),
+    NUM("GATEWAY_PORT", gateway_port, "8080", 0, 65535),
+    STR("AUTH_SVC_ADDRESS", auth_svc_address, "localhost:5000", false),
+    NUM("MAX_UPLOAD_BYTES", max_upload_bytes, "2147483648", 1, 1099511627776),
+    {"UPLOAD_ADMIN_ONLY", VAR_BOOL, offsetof(struct config, upload_admin_only), "true", 0, 0,
+     false},
+    NUM("HTTP_IDLE_TIMEOUT_SECONDS", http_idle_timeout, "30", 1, 3600),
     STR("DATA_DIR", data_dir, "./data", false),
     {"LOG_LEVEL", VAR_LEVEL, offsetof(struct config, log_level), "info", 0, 0, false},
     NUM("SHUTDOWN_GRACE_SECONDS", shutdown_grace, "25", 0, 3600),
@@ -128,6 +134,17 @@ static int load_var(const struct var *v, struct config *c, char *err, size_t err
         *(const char **)field = s;
         return 0;
     }
+    case VAR_BOOL:
+        if (strcmp(s, "true") == 0 || strcmp(s, "1") == 0 || strcmp(s, "yes") == 0) {
+            *(bool *)field = true;
+            return 0;
+        }
+        if (strcmp(s, "false") == 0 || strcmp(s, "0") == 0 || strcmp(s, "no") == 0) {
+            *(bool *)field = false;
+            return 0;
+        }
+        snprintf(err, errlen, "%s: must be true or false, got \"%.40s\"", v->name, s);
+        return -1;
     case VAR_ADDRLIST:
         if (s != NULL && !addr_list_ok(s)) {
             snprintf(err, errlen,
@@ -187,6 +204,12 @@ int config_load(struct config *c, char *err, size_t errlen)
                  config_queue_name_valid(c->video_queue) ? "MP3_QUEUE" : "VIDEO_QUEUE");
         return -1;
     }
+    if (strchr(c->auth_svc_address, '/') != NULL &&
+        strncmp(c->auth_svc_address, "http://", 7) != 0 &&
+        strncmp(c->auth_svc_address, "https://", 8) != 0) {
+        snprintf(err, errlen, "AUTH_SVC_ADDRESS: must be HOST:PORT or an http:// or https:// URL");
+        return -1;
+    }
     if (c->jwt_secret != NULL && strlen(c->jwt_secret) < CONFIG_JWT_SECRET_MIN) {
         snprintf(err, errlen, "JWT_SECRET: must be at least %d characters", CONFIG_JWT_SECRET_MIN);
         return -1;
@@ -206,6 +229,10 @@ void config_print(const struct config *c, FILE *out)
         const char *field = (const char *)c + v->offset;
         if (v->type == VAR_LONG) {
             fprintf(out, "%s=%ld\n", v->name, *(const long *)field);
+            continue;
+        }
+        if (v->type == VAR_BOOL) {
+            fprintf(out, "%s=%s\n", v->name, *(const bool *)field ? "true" : "false");
             continue;
         }
         const char *s = *(const char *const *)field;

@@ -20,6 +20,11 @@ struct config {
     const char *bind_address;
     const char *trusted_proxies; /* comma-separated IPs whose X-Forwarded-For is believed */
     long auth_port;
+    long gateway_port;
+    const char *auth_svc_address; /* HOST:PORT or URL of the auth service, for the gateway */
+    long max_upload_bytes;        /* largest video the gateway takes */
+    bool upload_admin_only;       /* only administrators may upload (as specified) */
+    long http_idle_timeout;       /* seconds without a byte before a connection is dropped */
     const char *data_dir;
     const char *log_level;
     long shutdown_grace; /* seconds a SIGTERM waits for in-flight requests */

@@ -1,5 +1,6 @@
 /* http: see http.h. */
 #include "core/http.h"
+#include "core/http_mhd.h"
 
 #include "core/jsonerr.h"
 #include "core/log.h"
@@ -46,6 +47,7 @@ struct http_server {
     void *ctx;
     http_ready_fn ready;
     atomic_int in_flight;
+    unsigned idle_timeout;
     int port;
     int ntrusted;
     struct in6_addr trusted[MAX_TRUSTED]; /* IPv4 as v4-mapped */
@@ -63,6 +65,11 @@ struct http_req {
     char *body; /* NUL-terminated, at most max_body bytes */
     size_t body_len, body_cap, max_body;
     size_t discarded;
+    size_t streamed; /* body bytes handed to a streaming route */
+    size_t overflow; /* bytes past max_body of a streaming route, thrown away */
+    const struct http_stream_ops *stream;
+    void *state;
+    bool stream_stopped;
     bool too_large;
     bool replied;
     unsigned status;
@@ -115,6 +122,26 @@ const char *http_req_id(const struct http_req *req)
     return req->id;
 }
 
+struct MHD_Connection *http_req_connection(const struct http_req *req)
+{
+    return req->conn;
+}
+
+void http_req_set_state(struct http_req *req, void *state)
+{
+    req->state = state;
+}
+
+void *http_req_state(const struct http_req *req)
+{
+    return req->state;
+}
+
+int http_req_replied(const struct http_req *req)
+{
+    return req->replied;
+}
+
 int http_req_content_type_is(const struct http_req *req, const char *type)
 {
     const char *ct = http_req_header(req, "Content-Type");
@@ -153,6 +180,31 @@ int http_reply_header(struct http_req *req, const char *name, const char *value)
     return 0;
 }
 
+/* Adds the headers every response carries, then the handler's; queues r
+ * and releases the reference. Cache-Control defaults to no-store. Marks
+ * req replied when libmicrohttpd took the response (it refuses one while
+ * a body is still arriving, in some states: the handler is then run again
+ * at the end of the body). */
+static void send_response(struct http_req *req, unsigned status, const char *content_type,
+                          struct MHD_Response *r)
+{
+    bool cache_set = false;
+    MHD_add_response_header(r, "Content-Type", content_type);
+    MHD_add_response_header(r, "X-Request-Id", req->id);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    for (int i = 0; i < req->nextra; i++) {
+        MHD_add_response_header(r, req->extra[i][0], req->extra[i][1]);
+        cache_set = cache_set || strcasecmp(req->extra[i][0], "Cache-Control") == 0;
+    }
+    if (!cache_set)
+        MHD_add_response_header(r, "Cache-Control", "no-store");
+    if (MHD_queue_response(req->conn, status, r) == MHD_YES) {
+        req->replied = true;
+        req->status = status;
+    }
+    MHD_destroy_response(r);
+}
+
 /* Queues body (malloc'd, ownership taken) as the response. */
 static void queue(struct http_req *req, unsigned status, const char *content_type, char *body,
                   size_t len)
@@ -161,21 +213,55 @@ static void queue(struct http_req *req, unsigned status, const char *content_typ
         free(body);
         return;
     }
-    req->replied = true;
-    req->status = status;
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (r == NULL) {
         free(body);
         return;
     }
-    MHD_add_response_header(r, "Content-Type", content_type);
-    MHD_add_response_header(r, "X-Request-Id", req->id);
-    MHD_add_response_header(r, "Cache-Control", "no-store");
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    for (int i = 0; i < req->nextra; i++)
-        MHD_add_response_header(r, req->extra[i][0], req->extra[i][1]);
-    MHD_queue_response(req->conn, status, r);
-    MHD_destroy_response(r);
+    send_response(req, status, content_type, r);
+}
+
+struct stream_reply {
+    http_read_fn read;
+    void *cls;
+    void (*done)(void *cls);
+};
+
+static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    struct stream_reply *s = cls;
+    long n = s->read(s->cls, (unsigned long long)pos, buf, max);
+    return n > 0 ? (ssize_t)n : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+static void stream_free(void *cls)
+{
+    struct stream_reply *s = cls;
+    if (s->done != NULL)
+        s->done(s->cls);
+    free(s);
+}
+
+void http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
+                       unsigned long long size, http_read_fn read, void *cls,
+                       void (*done)(void *cls))
+{
+    struct stream_reply *s = req->replied ? NULL : malloc(sizeof(*s));
+    if (s == NULL) {
+        if (done != NULL)
+            done(cls);
+        return;
+    }
+    s->read = read;
+    s->cls = cls;
+    s->done = done;
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(size, 64 * 1024, stream_read, s, stream_free);
+    if (r == NULL) {
+        stream_free(s);
+        return;
+    }
+    send_response(req, status, content_type, r);
 }
 
 void http_reply_text(struct http_req *req, unsigned status, const char *content_type,
@@ -248,9 +334,9 @@ static void handle_metrics(struct http_req *req, void *ctx)
 }
 
 static const struct http_route builtin_routes[] = {
-    {"GET", "/healthz", handle_healthz, 0},
-    {"GET", "/readyz", handle_readyz, 0},
-    {"GET", "/metrics", handle_metrics, 0},
+    {"GET", "/healthz", handle_healthz, 0, NULL},
+    {"GET", "/readyz", handle_readyz, 0, NULL},
+    {"GET", "/metrics", handle_metrics, 0, NULL},
 };
 #define NBUILTIN (sizeof(builtin_routes) / sizeof(builtin_routes[0]))
 
@@ -493,9 +579,37 @@ static void on_headers(struct http_req *req)
     if (cl != NULL) {
         char *end = NULL;
         unsigned long long n = strtoull(cl, &end, 10);
-        if (end != cl && *end == '\0' && n > req->max_body)
+        if (end != cl && *end == '\0' && n > req->max_body) {
             reply_too_large(req);
+            return;
+        }
     }
+    req->stream = req->srv->routes[req->route].stream;
+    if (req->stream != NULL && req->stream->begin != NULL)
+        req->stream->begin(req, req->srv->ctx);
+}
+
+/* Hands body bytes to a streaming route; returns -1 to drop the connection.
+ * Once the route has refused the body, the rest is read and thrown away
+ * (up to max_body), so the client still gets the reply that says why:
+ * libmicrohttpd sends no response while a body is arriving. */
+static int on_stream(struct http_req *req, const char *data, size_t len)
+{
+    size_t seen = req->streamed + req->discarded;
+    if (req->too_large || len > req->max_body - seen) {
+        req->too_large = !req->replied;
+        req->stream_stopped = true;
+        req->overflow += len;
+        return req->overflow > DISCARD_MAX ? -1 : 0;
+    }
+    if (req->replied || req->stream_stopped) {
+        req->discarded += len;
+        return 0;
+    }
+    req->streamed += len;
+    if (req->stream->data != NULL && req->stream->data(req, req->srv->ctx, data, len) != 0)
+        req->stream_stopped = true;
+    return 0;
 }
 
 /* Appends body bytes up to max_body; returns -1 to drop the connection. */
@@ -543,7 +657,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
-        int rc = on_body(req, upload_data, *upload_data_size);
+        int rc = req->stream != NULL ? on_stream(req, upload_data, *upload_data_size)
+                                     : on_body(req, upload_data, *upload_data_size);
         *upload_data_size = 0;
         return rc == 0 ? MHD_YES : MHD_NO;
     }
@@ -572,6 +687,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (req == NULL)
         return;
     *con_cls = NULL;
+    if (req->stream != NULL && req->stream->end != NULL) {
+        log_set_service(srv->svc);
+        log_set_request_id(req->id);
+        req->stream->end(req, srv->ctx, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    }
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     uint64_t us = (uint64_t)(now.tv_sec - req->start.tv_sec) * 1000000u +
@@ -589,8 +709,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
              json_pack("{s:o, s:o, s:i, s:f, s:I, s:s, s:b}", "method", log_text(req->method),
                        "path", log_text(req->path), "status", (int)status, "duration_ms",
                        (double)us / 1000.0, "bytes_in",
-                       (json_int_t)(req->body_len + req->discarded), "client", req->client_ip,
-                       "completed", toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
+                       (json_int_t)(req->body_len + req->streamed + req->discarded + req->overflow),
+                       "client", req->client_ip, "completed",
+                       toe == MHD_REQUEST_TERMINATED_COMPLETED_OK));
     log_set_request_id(NULL);
     req_free(req);
     atomic_fetch_sub(&srv->in_flight, 1);
@@ -647,6 +768,8 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
         return NULL;
     }
     srv->ready = opts->ready;
+    srv->idle_timeout =
+        opts->idle_timeout > 0 ? (unsigned)opts->idle_timeout : IDLE_TIMEOUT_SECONDS;
     srv->nroutes = opts->nroutes + NBUILTIN;
     srv->routes = calloc(srv->nroutes, sizeof(*srv->routes));
     srv->stats = calloc(srv->nroutes + 1, sizeof(*srv->stats));
@@ -661,7 +784,7 @@ struct http_server *http_server_start(const struct http_server_opts *opts, char 
     srv->daemon = MHD_start_daemon(
         flags, (uint16_t)opts->port, NULL, NULL, on_request, srv, MHD_OPTION_EXTERNAL_LOGGER,
         on_mhd_log, NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_NOTIFY_COMPLETED,
-        on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_SECONDS,
+        on_completed, srv, MHD_OPTION_CONNECTION_TIMEOUT, srv->idle_timeout,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)1000, MHD_OPTION_END);
     if (srv->daemon == NULL) {

@@ -32,6 +32,29 @@ struct http_server;
 
 typedef void (*http_handler_fn)(struct http_req *req, void *ctx);
 
+/*
+ * A streaming route takes its body piece by piece as it arrives instead of
+ * buffered (an upload of any size in bounded memory). For such a route:
+ *   begin  runs once the headers are in, before any body byte is read; it
+ *          may reply at once (401, 413 ...): the body is then never read.
+ *          It usually sets per-request state with http_req_set_state();
+ *   data   runs for each piece of the body; returning -1 stops delivery:
+ *          the rest of the body is read and thrown away (at most 1 MiB,
+ *          past that the connection is closed);
+ *   fn     (the route's handler) runs when the body is complete, and
+ *          replies as usual;
+ *   end    runs exactly once when the request is over, whether it
+ *          completed, failed, timed out (no byte for the idle timeout) or
+ *          the client went away; completed tells which. It frees the state.
+ * max_body still bounds the body, checked against Content-Length at once
+ * and counted as it arrives.
+ */
+struct http_stream_ops {
+    void (*begin)(struct http_req *req, void *ctx);
+    int (*data)(struct http_req *req, void *ctx, const char *data, size_t len);
+    void (*end)(struct http_req *req, void *ctx, int completed);
+};
+
 /* Returns 0 when the service's dependencies answer, else -1 with a reason
  * in why (no secrets). */
 typedef int (*http_ready_fn)(void *ctx, char *why, size_t whylen);
@@ -40,7 +63,8 @@ struct http_route {
     const char *method;  /* "GET", "POST", ... */
     const char *pattern; /* see router.h, e.g. "/jobs/:id" */
     http_handler_fn fn;
-    size_t max_body; /* largest accepted body in bytes; 0 accepts none */
+    size_t max_body;                      /* largest accepted body in bytes; 0 accepts none */
+    const struct http_stream_ops *stream; /* NULL: the body is buffered */
 };
 
 struct http_server_opts {
@@ -52,6 +76,8 @@ struct http_server_opts {
     const char *trusted_proxies; /* comma-separated IPs; see http_req_client_ip() */
     void *ctx;                   /* handed to every handler and to ready */
     http_ready_fn ready;         /* NULL: always ready */
+    int idle_timeout;            /* seconds without a byte before a connection is
+                                    closed; 0: 30 */
 };
 
 /*
@@ -89,6 +115,13 @@ const char *http_req_body(const struct http_req *req, size_t *len);
 const char *http_req_client_ip(const struct http_req *req);
 const char *http_req_id(const struct http_req *req);
 
+/* Per-request state of a streaming route (owned by the route's ops). */
+void http_req_set_state(struct http_req *req, void *state);
+void *http_req_state(const struct http_req *req);
+
+/* True once a reply has been queued for req. */
+int http_req_replied(const struct http_req *req);
+
 /* True when the Content-Type's media type (before any ';') equals type,
  * ignoring case. */
 int http_req_content_type_is(const struct http_req *req, const char *type);
@@ -112,5 +145,18 @@ void http_reply_error_retry(struct http_req *req, unsigned status, const char *c
 /* Replies with a body of the given content type; copies body. */
 void http_reply_text(struct http_req *req, unsigned status, const char *content_type,
                      const char *body, size_t len);
+
+/*
+ * Streams a body of exactly size bytes produced by read: it is called with
+ * the offset reached so far and fills at most max bytes of buf, returning
+ * how many (> 0), or -1 on an error (the connection is then closed, since
+ * the length was promised). done(cls) runs once when the response is
+ * released, whether or not it was sent; it also runs when this call fails.
+ * Content-Length is size; a HEAD request gets the headers only.
+ */
+typedef long (*http_read_fn)(void *cls, unsigned long long pos, char *buf, size_t max);
+void http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
+                       unsigned long long size, http_read_fn read, void *cls,
+                       void (*done)(void *cls));
 
 #endif

@@ -1,0 +1,21 @@
+/*
+ * probe: tells a media container from anything else by its first bytes,
+ * with libavformat's format probe (no file name, so an extension proves
+ * nothing), before an upload is stored.
+ */
+#ifndef VID2MP3_PROBE_H
+#define VID2MP3_PROBE_H
+
+#include <stddef.h>
+
+/* Bytes of the start of a file the probe looks at; more are not needed. */
+#define PROBE_BYTES (64 * 1024)
+
+/*
+ * Returns 0 and the format's short name in name (e.g. "mov,mp4,m4a,3gp,
+ * 3g2,mj2", "matroska,webm") when buf looks like an audio or video
+ * container, else -1 (text, images, subtitles, random bytes, nothing).
+ */
+int probe_media(const unsigned char *buf, size_t len, char *name, size_t namelen);
+
+#endif
