@@ -394,9 +394,7 @@ static void dead_backend(void **state)
 
 static int services(const char *cmd)
 {
-    char *argv[] = {(char *)th_need_env("VID2MP3_TEST_SERVICES"), (char *)cmd,
-                    (char *)th_need_env("VID2MP3_TEST_STATE"), NULL};
-    return th_run(argv, NULL, NULL, NULL);
+    return th_services(cmd);
 }
 
 static int restore_mongo(void **state)

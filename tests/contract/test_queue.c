@@ -208,13 +208,7 @@ static bool wait_dead(struct queue *h, const char *name, long want, long ms)
 
 static void services(const char *cmd)
 {
-    const char *state = th_need_env("VID2MP3_TEST_STATE");
-    char *argv[] = {(char *)th_need_env("VID2MP3_TEST_SERVICES"), (char *)cmd, (char *)state, NULL};
-    /* to a file: the restarted broker keeps its starter's output open, and
-     * would hold a pipe to our caller open for as long as it runs */
-    char log[512];
-    snprintf(log, sizeof(log), "%s/queue-contract-services.log", state);
-    assert_int_equal(th_run(argv, NULL, NULL, log), 0);
+    assert_int_equal(th_services(cmd), 0);
 }
 
 /* ---------- tests ---------- */

@@ -21,8 +21,9 @@ struct server {
     char *dir;
     char log[600];
     char base[64];
-    char env[16][600]; /* NAME=value strings handed to the child */
-    char *envp[17];
+    char env[24][600]; /* NAME=value strings handed to the child */
+    char *envp[25];
+    int nenv;
 };
 
 static const char *vid2mp3_bin;
@@ -54,11 +55,27 @@ static inline void server_init(struct server *s, const char *const *extra)
     snprintf(s->env[n++], sizeof(s->env[0]), "JWT_SECRET=%s", TEST_SECRET);
     snprintf(s->env[n++], sizeof(s->env[0]), "MYSQL_HOST=");
     snprintf(s->env[n++], sizeof(s->env[0]), "SHUTDOWN_GRACE_SECONDS=10");
-    for (int i = 0; extra != NULL && extra[i] != NULL && n < 16; i++)
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 24; i++)
         snprintf(s->env[n++], sizeof(s->env[0]), "%s", extra[i]);
     for (int i = 0; i < n; i++)
         s->envp[i] = s->env[i];
     s->envp[n] = NULL;
+    s->nenv = n;
+}
+
+/* Adds one more "NAME=value" to s's environment (later entries win). */
+__attribute__((format(printf, 2, 3))) static inline void server_env(struct server *s,
+                                                                    const char *fmt, ...)
+{
+    if (s->nenv == 24)
+        fail_msg("server_env: too many variables");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->env[s->nenv], sizeof(s->env[0]), fmt, ap);
+    va_end(ap);
+    s->envp[s->nenv] = s->env[s->nenv];
+    s->nenv++;
+    s->envp[s->nenv] = NULL;
 }
 
 /* Runs `vid2mp3 ARGS...` with s's environment; returns the exit status. */

@@ -304,3 +304,19 @@ char *th_forge_jwt(const char *alg, const char *key, const char *claims)
     assert_non_null(t);
     return t;
 }
+
+int th_services(const char *cmd)
+{
+    const char *state = th_need_env("VID2MP3_TEST_STATE");
+    char *argv[] = {(char *)th_need_env("VID2MP3_TEST_SERVICES"), (char *)cmd, (char *)state, NULL};
+    char log[512];
+    snprintf(log, sizeof(log), "%s/services-%s.log", state, cmd);
+    return th_run(argv, NULL, NULL, log);
+}
+
+void th_sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}

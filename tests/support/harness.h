@@ -75,6 +75,14 @@ char *th_forge_jwt(const char *alg, const char *key, const char *claims);
 /* An environment variable the test needs; fails the test when unset. */
 const char *th_need_env(const char *name);
 
+/* Sleeps ms milliseconds. */
+void th_sleep_ms(long ms);
+
+/* Runs `scripts/test-services.sh CMD STATE` (e.g. "rabbitmq-stop") on the
+ * test servers, its output in STATE/services-CMD.log (a restarted server
+ * keeps its starter's output open). Returns the exit status. */
+int th_services(const char *cmd);
+
 /* Makes a fresh MariaDB database on the test server; name gets its name. */
 void th_mysql_create_db(char *name, size_t len);
 void th_mysql_drop_db(const char *name);
