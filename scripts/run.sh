@@ -14,6 +14,7 @@ cmake --build build -j"$(nproc)" --target vid2mp3
 export DATA_DIR=${DATA_DIR:-$PWD/data}
 bin=$PWD/build/vid2mp3
 port=${AUTH_PORT:-5000}
+gw_port=${GATEWAY_PORT:-8080}
 admin=${ADMIN_EMAIL:-admin@localhost}
 
 if ! "$bin" user list 2>/dev/null | grep -q "$(printf '\tadmin\t')"; then
@@ -30,10 +31,14 @@ fi
 cat <<TXT
 
 vid2mp3 is starting (data in $DATA_DIR; Ctrl-C stops it).
+  gateway       http://localhost:$gw_port   (/login /upload /jobs /download)
   auth service  http://localhost:$port   (/healthz /readyz /metrics)
 
-Log in:
-  curl -s -X POST -u '$admin:$password' http://localhost:$port/login
+Log in, then upload a video:
+  TOKEN=\$(curl -s -X POST -u '$admin:$password' http://localhost:$gw_port/login |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  curl -s -H "Authorization: Bearer \$TOKEN" -F file=@video.mp4 http://localhost:$gw_port/upload
+  curl -s -H "Authorization: Bearer \$TOKEN" http://localhost:$gw_port/jobs
 
 TXT
 exec "$bin" all

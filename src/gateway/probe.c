@@ -10,20 +10,61 @@
  * bytes, not a weak guess (AVPROBE_SCORE_MAX is 100). */
 #define SCORE_MIN (AVPROBE_SCORE_MAX / 4)
 
-/* Formats libavformat can read that hold no audio worth converting. */
-static const char *const not_media[] = {
-    "tty",      "srt",        "webvtt",     "ass",      "microdvd", "mpl2", "sami",
-    "realtext", "subviewer",  "subviewer1", "jacosub",  "vplayer",  "pjs",  "stl",
-    "lrc",      "ffmetadata", "image2",     "svg_pipe", "txt",      "scc",  "mcc",
+/*
+ * The containers and audio streams people upload, by libavformat demuxer
+ * name. An allow-list, not a block-list: libavformat also reads text,
+ * subtitles, still images, and scripts and playlists (concat, hls, dash,
+ * sdp) that would make a reader open other files or the network, and new
+ * FFmpeg versions add more of those.
+ */
+static const char *const media[] = {
+    "mov,mp4,m4a,3gp,3g2,mj2",
+    "matroska,webm",
+    "avi",
+    "flv",
+    "live_flv",
+    "mpegts",
+    "mpeg",
+    "asf",
+    "ogg",
+    "nut",
+    "rm",
+    "mxf",
+    "dv",
+    "gxf",
+    "wtv",
+    "caf",
+    "wav",
+    "w64",
+    "aiff",
+    "au",
+    "voc",
+    "mp3",
+    "aac",
+    "loas",
+    "flac",
+    "ac3",
+    "eac3",
+    "dts",
+    "truehd",
+    "mlp",
+    "amr",
+    "amrnb",
+    "amrwb",
+    "wv",
+    "ape",
+    "mpc",
+    "mpc8",
+    "tta",
+    "xwma",
+    "oma",
+    "dsf",
 };
 
-static int refused(const char *name)
+static int allowed(const char *name)
 {
-    size_t n = strlen(name);
-    if (n > 5 && strcmp(name + n - 5, "_pipe") == 0)
-        return 1; /* still images */
-    for (size_t i = 0; i < sizeof(not_media) / sizeof(not_media[0]); i++) {
-        if (strcmp(name, not_media[i]) == 0)
+    for (size_t i = 0; i < sizeof(media) / sizeof(media[0]); i++) {
+        if (strcmp(name, media[i]) == 0)
             return 1;
     }
     return 0;
@@ -44,7 +85,7 @@ int probe_media(const unsigned char *buf, size_t len, char *name, size_t namelen
     int score = 0;
     const AVInputFormat *fmt = av_probe_input_format3(&pd, 1, &score);
     free(padded);
-    if (fmt == NULL || score < SCORE_MIN || refused(fmt->name))
+    if (fmt == NULL || score < SCORE_MIN || !allowed(fmt->name))
         return -1;
     snprintf(name, namelen, "%s", fmt->name);
     return 0;

@@ -13,8 +13,9 @@
 
 /*
  * Returns 0 and the format's short name in name (e.g. "mov,mp4,m4a,3gp,
- * 3g2,mj2", "matroska,webm") when buf looks like an audio or video
- * container, else -1 (text, images, subtitles, random bytes, nothing).
+ * 3g2,mj2", "matroska,webm") when buf looks like one of the audio or video
+ * containers of the allow-list in probe.c, else -1 (text, images,
+ * subtitles, playlists, random bytes, nothing).
  */
 int probe_media(const unsigned char *buf, size_t len, char *name, size_t namelen);
 
