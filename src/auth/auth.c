@@ -345,6 +345,7 @@ struct http_server *auth_serve(struct auth *a, const struct config *cfg, int por
         .nroutes = n,
         .ctx = a,
         .ready = auth_ready,
+        .idle_timeout = (int)cfg->http_idle_timeout,
     };
     return http_server_start(&o, err, errlen);
 }
