@@ -5,8 +5,10 @@
  * Each part's value arrives in pieces: fn is called with the part's field
  * name, its file name (NULL for a plain field), its Content-Type (may be
  * NULL), the offset of the piece within the part and the piece itself. A
- * new part starts when off is 0. An empty part may be reported with len 0
- * or not at all. Returning non-zero from fn stops the parse.
+ * new part starts when off is 0 (each part is started exactly once); an
+ * empty part is one call with len 0. Returning non-zero from fn stops the
+ * parse. (Two empty parts in a row with the same field and file name are
+ * reported as one.)
  */
 #ifndef VID2MP3_FORM_H
 #define VID2MP3_FORM_H

@@ -591,8 +591,9 @@ static void on_headers(struct http_req *req)
 
 /* Hands body bytes to a streaming route; returns -1 to drop the connection.
  * Once the route has refused the body, the rest is read and thrown away
- * (up to max_body), so the client still gets the reply that says why:
- * libmicrohttpd sends no response while a body is arriving. */
+ * (up to max_body: no more than an accepted body would cost), so the client
+ * still gets the reply that says why: libmicrohttpd 0.9.75 refuses to queue
+ * a response while a body is arriving. */
 static int on_stream(struct http_req *req, const char *data, size_t len)
 {
     size_t seen = req->streamed + req->discarded;
@@ -607,8 +608,17 @@ static int on_stream(struct http_req *req, const char *data, size_t len)
         return 0;
     }
     req->streamed += len;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     if (req->stream->data != NULL && req->stream->data(req, req->srv->ctx, data, len) != 0)
         req->stream_stopped = true;
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (t1.tv_sec - t0.tv_sec >= 1) {
+        /* Time spent in the route (a slow storage write) is not the
+         * client's idleness: setting the timeout again restarts its clock. */
+        MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT, 0u);
+        MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT, req->srv->idle_timeout);
+    }
     return 0;
 }
 

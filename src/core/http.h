@@ -39,15 +39,18 @@ typedef void (*http_handler_fn)(struct http_req *req, void *ctx);
  *          may reply at once (401, 413 ...): the body is then never read.
  *          It usually sets per-request state with http_req_set_state();
  *   data   runs for each piece of the body; returning -1 stops delivery:
- *          the rest of the body is read and thrown away (at most 1 MiB,
- *          past that the connection is closed);
+ *          the rest of the body (up to max_body) is read and thrown away,
+ *          and then the handler's reply is sent (libmicrohttpd cannot send
+ *          one while a body is arriving). Time spent in data does not
+ *          count as the client's idleness;
  *   fn     (the route's handler) runs when the body is complete, and
  *          replies as usual;
  *   end    runs exactly once when the request is over, whether it
  *          completed, failed, timed out (no byte for the idle timeout) or
  *          the client went away; completed tells which. It frees the state.
  * max_body still bounds the body, checked against Content-Length at once
- * and counted as it arrives.
+ * (413 before any byte is read) and counted as it arrives: a chunked body
+ * that runs more than 1 MiB past it has its connection closed.
  */
 struct http_stream_ops {
     void (*begin)(struct http_req *req, void *ctx);

@@ -176,7 +176,10 @@ int authclient_validate(struct authclient *ac, const char *token, const char *re
         return AUTHC_UNAVAIL;
     int result = AUTHC_UNAVAIL;
     if (r.status == 401) {
-        result = AUTHC_INVALID;
+        json_t *j = json_loadb(r.body, r.len, 0, NULL);
+        const char *code = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+        result = code != NULL && strcmp(code, "token_expired") == 0 ? AUTHC_EXPIRED : AUTHC_INVALID;
+        json_decref(j);
     } else if (r.status == 200) {
         json_t *j = json_loadb(r.body, r.len, 0, NULL);
         const char *sub = json_string_value(json_object_get(j, "sub"));

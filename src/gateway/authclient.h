@@ -36,12 +36,13 @@ int authclient_post(struct authclient *ac, const char *path, const char *ctype,
                     const char *authorization, const char *body, size_t len, const char *request_id,
                     const char *client_ip, struct auth_reply *out);
 
-enum { AUTHC_OK = 0, AUTHC_INVALID = -1, AUTHC_UNAVAIL = -2 };
+enum { AUTHC_OK = 0, AUTHC_INVALID = -1, AUTHC_EXPIRED = -2, AUTHC_UNAVAIL = -3 };
 
 /*
  * Validates a bearer token through POST /validate and fills *claims from
- * its answer. Returns AUTHC_OK, AUTHC_INVALID (401) or AUTHC_UNAVAIL (no
- * answer, or one that is not a 200 or a 401).
+ * its answer. Returns AUTHC_OK, AUTHC_EXPIRED (401 token_expired),
+ * AUTHC_INVALID (any other 401) or AUTHC_UNAVAIL (no answer, or one that
+ * is not a 200 or a 401).
  */
 int authclient_validate(struct authclient *ac, const char *token, const char *request_id,
                         struct token_claims *claims);

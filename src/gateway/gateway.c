@@ -5,6 +5,7 @@
 #include "core/bearer.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/utf8.h"
 
 #include <sodium.h>
 #include <stdlib.h>
@@ -27,8 +28,8 @@ int gw_caller(struct gateway *gw, struct http_req *req, struct token_claims *who
     int rc = authclient_validate(gw->auth, tok, http_req_id(req), who);
     if (rc == AUTHC_OK)
         return 0;
-    if (rc == AUTHC_INVALID) {
-        bearer_reply_invalid(req, TOKEN_ESIGNATURE);
+    if (rc == AUTHC_INVALID || rc == AUTHC_EXPIRED) {
+        bearer_reply_invalid(req, rc == AUTHC_EXPIRED ? TOKEN_EEXPIRED : TOKEN_ESIGNATURE);
         return -1;
     }
     log_warn("auth service did not validate a token", NULL);
@@ -73,18 +74,23 @@ static json_t *time_json(int64_t ms)
     return json_string(buf);
 }
 
-static json_t *str_or_null(const char *s)
+/* Text from a store as a JSON string: valid UTF-8 whatever was stored
+ * (jansson refuses anything else), or null when empty. */
+static json_t *text_or_null(const char *s)
 {
-    return s[0] != '\0' ? json_string(s) : json_null();
+    char clean[JOB_ERROR_MAX + 1];
+    return s[0] != '\0' ? json_string(utf8_clean(s, clean, sizeof(clean))) : json_null();
 }
 
 json_t *gw_job_json(const struct job *j)
 {
     json_t *options = json_loads(j->options, 0, NULL);
+    char filename[BLOB_NAME_MAX + 1];
+    utf8_clean(j->filename, filename, sizeof(filename));
     return json_pack(
         "{s:s, s:s, s:f, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "job_id", j->id, "status",
         job_status_name(j->status), "progress", j->progress, "video_fid", j->video_fid, "mp3_fid",
-        str_or_null(j->mp3_fid), "filename", j->filename, "error", str_or_null(j->error), "options",
+        text_or_null(j->mp3_fid), "filename", filename, "error", text_or_null(j->error), "options",
         options != NULL ? options : json_object(), "created_at", time_json(j->created_at),
         "updated_at", time_json(j->updated_at), "notified_at", time_json(j->notified_at));
 }

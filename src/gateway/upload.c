@@ -295,6 +295,32 @@ static int make_options(struct upload *u, char *out, size_t outlen)
     return 0;
 }
 
+/* Undoing an upload that will be refused. A video that cannot be removed
+ * is logged for `vid2mp3 gc`-style cleanup by hand; a job that cannot be
+ * removed is failed instead, so it never looks queued. */
+static void undo_blob(struct gateway *gw, const char *fid)
+{
+    int rc = blobs_remove(gw->blobs, BLOB_VIDEOS, fid);
+    if (rc != BLOB_OK && rc != BLOB_ENOTFOUND)
+        log_error("upload refused but its video could not be removed",
+                  json_pack("{s:s, s:s}", "video_fid", fid, "reason", blobs_strerror(rc)));
+}
+
+static void undo_job(struct gateway *gw, const char *job_id)
+{
+    int rc = jobs_remove(gw->jobs, job_id);
+    if (rc == JOBS_OK || rc == JOBS_ENOTFOUND)
+        return;
+    struct job_update fail_it = {.from = JOB_FROM(JOB_QUEUED),
+                                 .set = JOB_SET_STATUS | JOB_SET_ERROR,
+                                 .status = JOB_FAILED,
+                                 .error = "the upload could not be queued"};
+    int frc = jobs_update(gw->jobs, job_id, &fail_it);
+    log_error("upload refused but its job could not be removed",
+              json_pack("{s:s, s:s, s:b}", "job_id", job_id, "reason", jobs_strerror(rc),
+                        "marked_failed", frc == JOBS_OK));
+}
+
 /* Commit, record, publish; undoes what it did when a later step fails. */
 static void accept_upload(struct upload *u, struct http_req *req, const char *options)
 {
@@ -316,7 +342,7 @@ static void accept_upload(struct upload *u, struct http_req *req, const char *op
     snprintf(j.request_id, sizeof(j.request_id), "%s", http_req_id(req));
     int jrc = jobs_create(gw->jobs, &j);
     if (jrc != JOBS_OK) {
-        blobs_remove(gw->blobs, BLOB_VIDEOS, meta.id);
+        undo_blob(gw, meta.id);
         log_warn("upload: job not recorded", json_pack("{s:s}", "reason", jobs_strerror(jrc)));
         if (jrc == JOBS_EUNAVAIL)
             fail(u, 503, "storage_unavailable",
@@ -336,8 +362,8 @@ static void accept_upload(struct upload *u, struct http_req *req, const char *op
     free(text);
     if (qrc != QUEUE_OK) {
         /* Refused, so nothing may stay behind. */
-        jobs_remove(gw->jobs, j.id);
-        blobs_remove(gw->blobs, BLOB_VIDEOS, meta.id);
+        undo_job(gw, j.id);
+        undo_blob(gw, meta.id);
         log_warn("upload: job not queued", json_pack("{s:s}", "reason", queue_strerror(qrc)));
         fail(u, 503, "queue_unavailable",
              "the job queue is unavailable; the upload was not kept, try again shortly");

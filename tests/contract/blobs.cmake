@@ -7,6 +7,8 @@ set_tests_properties(contract/blobs/fs contract/blobs/gridfs PROPERTIES TIMEOUT 
 # would take other suites' uploads in progress: nothing else uses it meanwhile
 set_tests_properties(contract/blobs/gridfs PROPERTIES RESOURCE_LOCK mongo)
 
-# bench/storage.sh's program: not a test
+# bench/storage.sh's and bench/upload.sh's programs: not tests
 add_executable(storage_bench ${CMAKE_SOURCE_DIR}/bench/storage_bench.c)
 target_link_libraries(storage_bench PRIVATE vid2mp3core)
+add_executable(blob_put ${CMAKE_SOURCE_DIR}/bench/blob_put.c)
+target_link_libraries(blob_put PRIVATE vid2mp3core)

@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <mongoc/mongoc.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <stdatomic.h>
@@ -763,6 +764,50 @@ static int partial_upload(const struct body *b, size_t send_len)
     return fd;
 }
 
+/* Reads the reply on fd until the server closes or 4 KiB arrived. */
+static void read_reply(int fd, char *reply, size_t len)
+{
+    size_t got = 0;
+    ssize_t n;
+    while (got < len - 1 && (n = recv(fd, reply + got, len - 1 - got, 0)) > 0) {
+        got += (size_t)n;
+        if (strstr(reply, "\r\n\r\n") != NULL && strchr(strstr(reply, "\r\n\r\n"), '}'))
+            break;
+        reply[got] = '\0';
+    }
+    reply[got] = '\0';
+}
+
+/* A client that writes the body a few bytes at a time: every part must be
+ * seen once, however the body is cut (libmicrohttpd announces a part
+ * twice when a piece ends just inside its value). */
+static void upload_in_small_writes(void **state)
+{
+    (void)state;
+    struct body b = upload_body("small-writes.mp4", &clip, "bitrate=128", NULL);
+    int one = 1;
+    for (size_t step = 1; step <= 7; step += 3) {
+        int fd = partial_upload(&b, 0);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        size_t sent = 0;
+        while (sent < b.len) {
+            size_t n = sent < 600 ? step : b.len - sent; /* part headers and first bytes */
+            if (n > b.len - sent)
+                n = b.len - sent;
+            assert_int_equal(send(fd, b.data + sent, n, MSG_NOSIGNAL), (ssize_t)n);
+            sent += n;
+            if (sent < 600)
+                th_sleep_ms(1);
+        }
+        char reply[4096];
+        read_reply(fd, reply, sizeof(reply));
+        close(fd);
+        if (strncmp(reply, "HTTP/1.1 202", 12) != 0)
+            fail_msg("upload in %zu-byte writes: %s", step, reply);
+    }
+    free(b.data);
+}
+
 static void upload_client_goes_away(void **state)
 {
     (void)state;
@@ -1143,11 +1188,7 @@ static void broker_down_mid_upload(void **state)
     ssize_t k = send(fd, b.data + sent, b.len - sent, MSG_NOSIGNAL);
     assert_int_equal(k, (ssize_t)(b.len - sent));
     char reply[4096];
-    size_t got = 0;
-    ssize_t n;
-    while (got < sizeof(reply) - 1 && (n = recv(fd, reply + got, sizeof(reply) - 1 - got, 0)) > 0)
-        got += (size_t)n;
-    reply[got] = '\0';
+    read_reply(fd, reply, sizeof(reply));
     close(fd);
     if (strncmp(reply, "HTTP/1.1 503", 12) != 0 || strstr(reply, "queue_unavailable") == NULL)
         fail_msg("upload with the broker down: %s", reply);
@@ -1229,6 +1270,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(upload_refuses_bad_options),
         cmocka_unit_test(upload_refuses_what_is_not_media),
         cmocka_unit_test(upload_over_the_limit),
+        cmocka_unit_test(upload_in_small_writes),
         cmocka_unit_test(upload_client_goes_away),
         cmocka_unit_test(upload_client_stalls),
         cmocka_unit_test(jobs_list_and_get),
