@@ -16,7 +16,7 @@ build=(
   libmicrohttpd-dev libjansson-dev libjwt-dev libsodium-dev
   libmongoc-dev libbson-dev librabbitmq-dev libmariadb-dev libsqlite3-dev
   libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev
-  libmp3lame-dev libcurl4-openssl-dev
+  libmp3lame-dev libcurl4-openssl-dev libssl-dev
 )
 # Tests: unit framework, real servers on loopback, probes, load generator.
 test=(

@@ -20,13 +20,13 @@
 #include "store/blobs.h"
 
 #include "core/fsutil.h"
+#include "core/sha256.h"
 #include "core/log.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,7 +50,7 @@ struct fsw {
     int err; /* first failure; later writes return it */
     char tmp[4200];
     struct blob_meta meta;
-    crypto_hash_sha256_state sha;
+    struct sha256 sha;
 };
 
 struct fsr {
@@ -241,6 +241,7 @@ static void fsw_free(struct fsw *w)
 {
     if (w->fd >= 0)
         close(w->fd);
+    sha256_free(&w->sha);
     free(w);
 }
 
@@ -254,7 +255,7 @@ static int fsw_write(struct blob_writer *base, const void *data, size_t len)
     int e = write_all(w->fd, data, len);
     if (e != 0)
         return w->err = fail_errno("write", w->tmp, -e);
-    crypto_hash_sha256_update(&w->sha, data, len);
+    sha256_update(&w->sha, data, len);
     w->meta.length += (int64_t)len;
     return BLOB_OK;
 }
@@ -270,7 +271,6 @@ static int fsw_commit(struct blob_writer *base, struct blob_meta *out)
 {
     struct fsw *w = (struct fsw *)base;
     char fandir[4200], dst[4200], fan[3];
-    unsigned char digest[crypto_hash_sha256_BYTES];
     int rc = w->err;
     if (rc != BLOB_OK)
         goto fail;
@@ -286,8 +286,7 @@ static int fsw_commit(struct blob_writer *base, struct blob_meta *out)
     }
     close(w->fd);
     w->fd = -1;
-    crypto_hash_sha256_final(&w->sha, digest);
-    sodium_bin2hex(w->meta.sha256, sizeof(w->meta.sha256), digest, sizeof(digest));
+    sha256_hex(&w->sha, w->meta.sha256);
     w->meta.created_at = now_ms();
 
     char bdir[4200];
@@ -337,8 +336,10 @@ static int fs_open_write(void *h, enum blob_bucket b, const struct blob_meta *me
     memcpy(w->meta.content_type, meta->content_type, sizeof(w->meta.content_type));
     memcpy(w->meta.job_id, meta->job_id, sizeof(w->meta.job_id));
     blob_id_new(w->meta.id);
-    crypto_hash_sha256_init(&w->sha);
-    int rc = make_path(w->tmp, sizeof(w->tmp), s, b, "tmp", w->meta.id, ".tmp");
+    int rc = sha256_init(&w->sha) == 0 ? BLOB_OK : BLOB_EIO;
+    if (rc != BLOB_OK)
+        goto fail;
+    rc = make_path(w->tmp, sizeof(w->tmp), s, b, "tmp", w->meta.id, ".tmp");
     if (rc != BLOB_OK)
         goto fail;
     /* O_EXCL: an id is never reused, so an existing file is a fault */

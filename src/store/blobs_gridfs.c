@@ -32,9 +32,9 @@
 #include "store/blobs.h"
 
 #include "core/log.h"
+#include "core/sha256.h"
 #include "store/mongo.h"
 
-#include <sodium.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,7 +59,7 @@ struct gfw {
     size_t fill; /* bytes in buf */
     int err;     /* first failure; later writes return it */
     struct blob_meta meta;
-    crypto_hash_sha256_state sha;
+    struct sha256 sha;
     unsigned char buf[BLOB_CHUNK_SIZE];
 };
 
@@ -190,7 +190,7 @@ static int gfw_write(struct blob_writer *base, const void *data, size_t len)
     const unsigned char *p = data;
     if (w->err != BLOB_OK)
         return w->err;
-    crypto_hash_sha256_update(&w->sha, p, len);
+    sha256_update(&w->sha, p, len);
     w->meta.length += (int64_t)len;
     while (len > 0) {
         size_t n = sizeof(w->buf) - w->fill;
@@ -211,6 +211,7 @@ static void gfw_abort(struct blob_writer *base)
     struct gfw *w = (struct gfw *)base;
     if (w->n > 0)
         delete_chunks(w->s, w->bucket, &w->oid);
+    sha256_free(&w->sha);
     free(w);
 }
 
@@ -245,7 +246,6 @@ static int verify_chunks(struct gfw *w)
 static int gfw_commit(struct blob_writer *base, struct blob_meta *out)
 {
     struct gfw *w = (struct gfw *)base;
-    unsigned char digest[crypto_hash_sha256_BYTES];
     int rc = w->err;
     if (rc == BLOB_OK && w->fill > 0)
         rc = insert_chunk(w);
@@ -253,8 +253,7 @@ static int gfw_commit(struct blob_writer *base, struct blob_meta *out)
         gfw_abort(base);
         return rc;
     }
-    crypto_hash_sha256_final(&w->sha, digest);
-    sodium_bin2hex(w->meta.sha256, sizeof(w->meta.sha256), digest, sizeof(digest));
+    sha256_hex(&w->sha, w->meta.sha256);
     w->meta.created_at = now_ms();
     bson_t *doc =
         BCON_NEW("_id", BCON_OID(&w->oid), "length", BCON_INT64(w->meta.length), "chunkSize",
@@ -274,6 +273,7 @@ static int gfw_commit(struct blob_writer *base, struct blob_meta *out)
     if (rc != BLOB_OK) {
         /* not committed as far as we know; if the insert did land after
          * all, the chunks must stay, so they are left for gc to judge */
+        sha256_free(&w->sha);
         free(w);
         return rc;
     }
@@ -281,6 +281,7 @@ static int gfw_commit(struct blob_writer *base, struct blob_meta *out)
         *out = w->meta;
     log_info("blob stored", json_pack("{s:s, s:s, s:I}", "bucket", dbs[w->bucket], "id", w->meta.id,
                                       "length", (json_int_t)w->meta.length));
+    sha256_free(&w->sha);
     free(w);
     return BLOB_OK;
 }
@@ -310,7 +311,10 @@ static int gf_open_write(void *h, enum blob_bucket b, const struct blob_meta *me
     memcpy(w->meta.job_id, meta->job_id, sizeof(w->meta.job_id));
     blob_id_new(w->meta.id);
     bson_oid_init_from_string(&w->oid, w->meta.id);
-    crypto_hash_sha256_init(&w->sha);
+    if (sha256_init(&w->sha) != 0) {
+        free(w);
+        return BLOB_EIO;
+    }
     *out = &w->base;
     return BLOB_OK;
 }

@@ -90,10 +90,13 @@ struct jobs_ops {
     int (*create)(void *h, const struct job *j); /* status queued; times set by the store */
     int (*get)(void *h, const char *id, struct job *out);
     int (*find_by_video)(void *h, const char *video_fid, struct job *out);
-    /* owner's jobs, newest first, created before before_ms (0: from the
-     * newest), at most limit (<= JOB_LIST_MAX). */
-    int (*list)(void *h, const char *owner, int64_t before_ms, int limit, jobs_list_fn fn,
-                void *ctx);
+    /* owner's jobs, newest first (by created_at, then id), at most limit
+     * (<= JOB_LIST_MAX), starting after the cursor (before_ms, before_id):
+     * jobs created before before_ms, or at before_ms with a smaller id.
+     * before_ms 0: from the newest; before_id NULL or "": created before
+     * before_ms. A page's last job is the next page's cursor. */
+    int (*list)(void *h, const char *owner, int64_t before_ms, const char *before_id, int limit,
+                jobs_list_fn fn, void *ctx);
     int (*update)(void *h, const char *id, const struct job_update *u);
     /* Sets notified_at once: JOBS_ECONFLICT when it was already set. */
     int (*mark_notified)(void *h, const char *id, int64_t at_ms);
@@ -129,10 +132,10 @@ static inline int jobs_find_by_video(struct jobs *s, const char *video_fid, stru
 {
     return s->ops->find_by_video(s->h, video_fid, out);
 }
-static inline int jobs_list(struct jobs *s, const char *owner, int64_t before_ms, int limit,
-                            jobs_list_fn fn, void *ctx)
+static inline int jobs_list(struct jobs *s, const char *owner, int64_t before_ms,
+                            const char *before_id, int limit, jobs_list_fn fn, void *ctx)
 {
-    return s->ops->list(s->h, owner, before_ms, limit, fn, ctx);
+    return s->ops->list(s->h, owner, before_ms, before_id, limit, fn, ctx);
 }
 static inline int jobs_update(struct jobs *s, const char *id, const struct job_update *u)
 {

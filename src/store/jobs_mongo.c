@@ -199,15 +199,28 @@ static int jm_find_by_video(void *h, const char *video_fid, struct job *out)
     return rc;
 }
 
-static int jm_list(void *h, const char *owner, int64_t before_ms, int limit, jobs_list_fn fn,
-                   void *ctx)
+static int jm_list(void *h, const char *owner, int64_t before_ms, const char *before_id, int limit,
+                   jobs_list_fn fn, void *ctx)
 {
     struct jm *m = h;
     if (limit < 1 || limit > JOB_LIST_MAX)
         return JOBS_EINVAL;
-    bson_t *filter = before_ms > 0 ? BCON_NEW("owner", BCON_UTF8(owner), "created_at", "{", "$lt",
-                                              BCON_DATE_TIME(before_ms), "}")
-                                   : BCON_NEW("owner", BCON_UTF8(owner));
+    if (before_id != NULL && before_id[0] != '\0' && !blob_id_valid(before_id))
+        return JOBS_EINVAL;
+    bson_t *filter;
+    if (before_ms > 0 && before_id != NULL && before_id[0] != '\0') {
+        bson_oid_t oid;
+        bson_oid_init_from_string(&oid, before_id);
+        filter =
+            BCON_NEW("owner", BCON_UTF8(owner), "$or", "[", "{", "created_at", "{", "$lt",
+                     BCON_DATE_TIME(before_ms), "}", "}", "{", "created_at",
+                     BCON_DATE_TIME(before_ms), "_id", "{", "$lt", BCON_OID(&oid), "}", "}", "]");
+    } else if (before_ms > 0) {
+        filter = BCON_NEW("owner", BCON_UTF8(owner), "created_at", "{", "$lt",
+                          BCON_DATE_TIME(before_ms), "}");
+    } else {
+        filter = BCON_NEW("owner", BCON_UTF8(owner));
+    }
     bson_t *opts = BCON_NEW("sort", "{", "created_at", BCON_INT32(-1), "_id", BCON_INT32(-1), "}",
                             "limit", BCON_INT64(limit), "batchSize", BCON_INT32(limit));
     mongoc_client_t *client;

@@ -194,16 +194,18 @@ static int js_find_by_video(void *h, const char *video_fid, struct job *out)
                       video_fid, out, "find_by_video");
 }
 
-static int js_list(void *h, const char *owner, int64_t before_ms, int limit, jobs_list_fn fn,
-                   void *ctx)
+static int js_list(void *h, const char *owner, int64_t before_ms, const char *before_id, int limit,
+                   jobs_list_fn fn, void *ctx)
 {
     struct jsq *s = h;
-    if (limit < 1 || limit > JOB_LIST_MAX)
+    if (limit < 1 || limit > JOB_LIST_MAX ||
+        (before_id != NULL && before_id[0] != '\0' && !blob_id_valid(before_id)))
         return JOBS_EINVAL;
     lock(s);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(s->db,
-                                "SELECT " COLUMNS " FROM jobs WHERE owner = ?1 AND created_at < ?2"
+                                "SELECT " COLUMNS " FROM jobs WHERE owner = ?1 AND (created_at < ?2"
+                                " OR (created_at = ?2 AND id < ?4))"
                                 " ORDER BY created_at DESC, id DESC LIMIT ?3",
                                 -1, &st, NULL);
     int result = JOBS_OK;
@@ -214,6 +216,8 @@ static int js_list(void *h, const char *owner, int64_t before_ms, int limit, job
     sqlite3_bind_text(st, 1, owner, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, before_ms > 0 ? before_ms : INT64_MAX);
     sqlite3_bind_int(st, 3, limit);
+    sqlite3_bind_text(st, 4, before_ms > 0 && before_id != NULL ? before_id : "", -1,
+                      SQLITE_STATIC);
     struct job j;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         copy_row(st, &j);

@@ -259,29 +259,66 @@ static void listing_is_per_owner_newest_first(void **state)
     }
     make(owner_b, "b.mp4", b);
     struct collected c = {0};
-    assert_int_equal(jobs_list(store, owner_a, 0, 10, collect, &c), JOBS_OK);
+    assert_int_equal(jobs_list(store, owner_a, 0, NULL, 10, collect, &c), JOBS_OK);
     assert_int_equal(c.n, 5);
     for (int i = 0; i < 5; i++) {
         assert_string_equal(c.owners[i], owner_a);
         assert_string_equal(c.ids[i], a[4 - i]); /* newest first */
     }
     struct collected page = {0};
-    assert_int_equal(jobs_list(store, owner_a, 0, 2, collect, &page), JOBS_OK);
+    assert_int_equal(jobs_list(store, owner_a, 0, NULL, 2, collect, &page), JOBS_OK);
     assert_int_equal(page.n, 2);
     struct collected next = {0};
-    assert_int_equal(jobs_list(store, owner_a, page.created[1], 2, collect, &next), JOBS_OK);
+    assert_int_equal(jobs_list(store, owner_a, page.created[1], NULL, 2, collect, &next), JOBS_OK);
     assert_int_equal(next.n, 2);
     assert_string_equal(next.ids[0], a[2]);
     assert_string_equal(next.ids[1], a[1]);
     struct collected other = {0};
-    assert_int_equal(jobs_list(store, owner_b, 0, 10, collect, &other), JOBS_OK);
+    assert_int_equal(jobs_list(store, owner_b, 0, NULL, 10, collect, &other), JOBS_OK);
     assert_int_equal(other.n, 1);
     assert_string_equal(other.ids[0], b);
     struct collected none = {0};
-    assert_int_equal(jobs_list(store, "nobody@example.com", 0, 10, collect, &none), JOBS_OK);
+    assert_int_equal(jobs_list(store, "nobody@example.com", 0, NULL, 10, collect, &none), JOBS_OK);
     assert_int_equal(none.n, 0);
-    assert_int_equal(jobs_list(store, owner_a, 0, 0, collect, &none), JOBS_EINVAL);
-    assert_int_equal(jobs_list(store, owner_a, 0, JOB_LIST_MAX + 1, collect, &none), JOBS_EINVAL);
+    assert_int_equal(jobs_list(store, owner_a, 0, NULL, 0, collect, &none), JOBS_EINVAL);
+    assert_int_equal(jobs_list(store, owner_a, 0, NULL, JOB_LIST_MAX + 1, collect, &none),
+                     JOBS_EINVAL);
+}
+
+/* Paging by (created_at, id) sees every job once, even jobs created in the
+ * same millisecond on both sides of a page boundary. */
+static void paging_sees_every_job_once(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    char made[N][BLOB_ID_LEN + 1];
+    const char *owner = "pager@example.com";
+    for (int i = 0; i < N; i++)
+        make(owner, "p.mp4", made[i]); /* as fast as the store goes: ties likely */
+    int seen = 0;
+    bool found[N] = {false};
+    int64_t before = 0;
+    char before_id[BLOB_ID_LEN + 1] = "";
+    for (int pages = 0; pages < N + 1; pages++) {
+        struct collected page = {0};
+        assert_int_equal(jobs_list(store, owner, before, before_id, 3, collect, &page), JOBS_OK);
+        if (page.n == 0)
+            break;
+        for (int k = 0; k < page.n; k++) {
+            for (int i = 0; i < N; i++) {
+                if (strcmp(page.ids[k], made[i]) == 0) {
+                    assert_false(found[i]);
+                    found[i] = true;
+                }
+            }
+            seen++;
+        }
+        before = page.created[page.n - 1];
+        memcpy(before_id, page.ids[page.n - 1], sizeof(before_id));
+    }
+    assert_int_equal(seen, N);
+    struct collected none = {0};
+    assert_int_equal(jobs_list(store, owner, 1, "not-an-id", 3, collect, &none), JOBS_EINVAL);
 }
 
 #define THREADS 8
@@ -447,6 +484,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(illegal_transitions, setup, teardown),
         cmocka_unit_test_setup_teardown(notified_once, setup, teardown),
         cmocka_unit_test_setup_teardown(listing_is_per_owner_newest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(paging_sees_every_job_once, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_updates, setup, teardown),
         cmocka_unit_test_setup_teardown(remove_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_backend, setup, teardown),

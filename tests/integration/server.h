@@ -51,6 +51,8 @@ static inline void server_init(struct server *s, const char *const *extra)
     int n = 0;
     snprintf(s->env[n++], sizeof(s->env[0]), "DATA_DIR=%s", s->dir);
     snprintf(s->env[n++], sizeof(s->env[0]), "AUTH_PORT=%d", s->port);
+    /* `all` also starts the gateway: never on the default 8080 */
+    snprintf(s->env[n++], sizeof(s->env[0]), "GATEWAY_PORT=%d", th_free_port());
     snprintf(s->env[n++], sizeof(s->env[0]), "BIND_ADDRESS=127.0.0.1");
     snprintf(s->env[n++], sizeof(s->env[0]), "JWT_SECRET=%s", TEST_SECRET);
     snprintf(s->env[n++], sizeof(s->env[0]), "MYSQL_HOST=");

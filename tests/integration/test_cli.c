@@ -45,10 +45,30 @@ static void version_help_usage(void **state)
     expect(&s, 0, NULL, "--help", NULL, NULL, NULL, "user add EMAIL [--admin]");
     expect(&s, 2, NULL, NULL, NULL, NULL, NULL, "usage: vid2mp3");
     expect(&s, 2, NULL, "frobnicate", NULL, NULL, NULL, "unknown command 'frobnicate'");
-    expect(&s, 2, NULL, "gateway", NULL, NULL, NULL, "not built yet");
     expect(&s, 2, NULL, "converter", NULL, NULL, NULL, "not built yet");
     expect(&s, 2, NULL, "notifier", NULL, NULL, NULL, "not built yet");
     server_cleanup(&s);
+}
+
+/* The gateway's settings are checked at start: one line, exit 2. */
+static void gateway_bad_config(void **state)
+{
+    (void)state;
+    const char *bad[][2] = {
+        {"MAX_UPLOAD_BYTES=lots", "MAX_UPLOAD_BYTES: must be an integer"},
+        {"MAX_UPLOAD_BYTES=0", "MAX_UPLOAD_BYTES: must be an integer"},
+        {"UPLOAD_ADMIN_ONLY=maybe", "UPLOAD_ADMIN_ONLY: must be true or false"},
+        {"GATEWAY_PORT=70000", "GATEWAY_PORT: must be an integer"},
+        {"HTTP_IDLE_TIMEOUT_SECONDS=0", "HTTP_IDLE_TIMEOUT_SECONDS: must be an integer"},
+        {"AUTH_SVC_ADDRESS=ftp://x/y", "AUTH_SVC_ADDRESS: must be HOST:PORT"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *env[] = {bad[i][0], NULL};
+        struct server s;
+        server_init(&s, env);
+        expect(&s, 2, NULL, "gateway", NULL, NULL, NULL, bad[i][1]);
+        server_cleanup(&s);
+    }
 }
 
 static void config_redacts(void **state)
@@ -152,9 +172,13 @@ int main(int argc, char **argv)
     if (server_args(argc, argv) != 0)
         return 2;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(version_help_usage), cmocka_unit_test(config_redacts),
-        cmocka_unit_test(user_commands),      cmocka_unit_test(gc_command),
-        cmocka_unit_test(bad_data_dir),       cmocka_unit_test(all_generates_and_keeps_secret),
+        cmocka_unit_test(version_help_usage),
+        cmocka_unit_test(config_redacts),
+        cmocka_unit_test(user_commands),
+        cmocka_unit_test(gc_command),
+        cmocka_unit_test(bad_data_dir),
+        cmocka_unit_test(gateway_bad_config),
+        cmocka_unit_test(all_generates_and_keeps_secret),
     };
     return cmocka_run_group_tests_name("command line", tests, NULL, NULL);
 }
