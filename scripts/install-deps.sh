@@ -22,7 +22,7 @@ build=(
 test=(
   libcmocka-dev libclang-rt-14-dev curl ffmpeg sqlite3 procps iproute2
   mariadb-server mariadb-client rabbitmq-server python3-aiosmtpd
-  wrk bc
+  wrk bc time
 )
 
 want=("${build[@]}")

@@ -1,6 +1,7 @@
 /* vid2mp3: one binary, many commands; this file only dispatches. */
 #include "auth/auth.h"
 #include "cli/cli.h"
+#include "converter/converter.h"
 #include "core/service.h"
 #include "gateway/gateway.h"
 
@@ -14,16 +15,10 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"auth", auth_main},
-    {"gateway", gateway_main},
-    {"converter", cli_not_built_main},
-    {"notifier", cli_not_built_main},
-    {"all", all_main},
-    {"user", cli_user_main},
-    {"migrate", cli_migrate_main},
-    {"gc", cli_gc_main},
-    {"config", cli_config_main},
-    {"version", cli_version_main},
+    {"auth", auth_main},         {"gateway", gateway_main},        {"converter", converter_main},
+    {"convert", convert_main},   {"notifier", cli_not_built_main}, {"all", all_main},
+    {"user", cli_user_main},     {"migrate", cli_migrate_main},    {"gc", cli_gc_main},
+    {"config", cli_config_main}, {"version", cli_version_main},
 };
 
 int main(int argc, char **argv)

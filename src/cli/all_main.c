@@ -1,14 +1,16 @@
 /*
  * `vid2mp3 all`: every built service in one process, embedded backends
  * unless the distributed ones are configured. Today that is the auth
- * service and the gateway (which serves /login in process and checks
- * tokens with the same key); the converter and notifier join here later.
+ * service, the gateway (which serves /login in process and checks tokens
+ * with the same key) and the converter's workers; the notifier joins here
+ * later.
  */
 #include "cli/cli.h"
 
 #include "auth/auth.h"
 #include "core/fsutil.h"
 #include "core/log.h"
+#include "converter/worker.h"
 #include "core/service.h"
 #include "gateway/gateway.h"
 #include "store/blobs.h"
@@ -59,6 +61,7 @@ int all_main(int argc, char **argv)
     struct queue *queue = NULL;
     struct auth *a = NULL;
     struct gateway *gw = NULL;
+    struct converter *conv = NULL;
     struct http_server *auth_srv = NULL, *gw_srv = NULL;
     rc = EXIT_FAILURE_RUNTIME;
     secret = load_secret(&cfg, err, sizeof(err));
@@ -99,17 +102,23 @@ int all_main(int argc, char **argv)
     gw_srv = gateway_serve(gw, &cfg, -1, err, sizeof(err));
     if (gw_srv == NULL)
         goto fail;
+    struct converter_deps cdeps = {blobs, jobs, queue};
+    conv = converter_start(&cfg, &cdeps, err, sizeof(err));
+    if (conv == NULL)
+        goto fail;
     log_info("vid2mp3 all running",
-             json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:[s,s]}", "address",
-                       cfg.bind_address, "auth_port", http_server_port(auth_srv), "gateway_port",
+             json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s}", "address", cfg.bind_address,
+                       "auth_port", http_server_port(auth_srv), "gateway_port",
                        http_server_port(gw_srv), "users", users->ops->name, "blobs",
                        blobs->ops->name, "jobs", jobs->ops->name, "queue", queue->ops->name,
-                       "data_dir", cfg.data_dir, "not_built_yet", "converter", "notifier"));
+                       "data_dir", cfg.data_dir, "not_built_yet", "notifier"));
 
     int sig = service_wait_signal();
     log_info("stopping", json_pack("{s:i}", "signal", sig));
     http_server_stop(gw_srv, (int)cfg.shutdown_grace);
     gw_srv = NULL;
+    converter_stop(conv, (int)cfg.shutdown_grace);
+    conv = NULL;
     http_server_stop(auth_srv, (int)cfg.shutdown_grace);
     auth_srv = NULL;
     log_info("stopped", NULL);
@@ -119,6 +128,7 @@ fail:
     log_error("vid2mp3 all failed to start", json_pack("{s:s}", "reason", err));
 out:
     http_server_stop(gw_srv, 0);
+    converter_stop(conv, 0);
     http_server_stop(auth_srv, 0);
     gateway_free(gw);
     queue_free(queue);

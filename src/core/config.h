@@ -25,6 +25,14 @@ struct config {
     long max_upload_bytes;        /* largest video the gateway takes */
     bool upload_admin_only;       /* only administrators may upload (as specified) */
     long http_idle_timeout;       /* seconds without a byte before a connection is dropped */
+    long metrics_port;            /* converter/notifier /metrics port; 0: 9102 / 9103 */
+
+    /* converter */
+    long converter_workers;     /* conversions at once; 0: one per core */
+    bool keep_videos;           /* keep a video once its MP3 is stored (as specified) */
+    long convert_cpu_seconds;   /* CPU time one conversion may take */
+    long convert_max_mp3_bytes; /* largest MP3 one conversion may write */
+    const char *crash_at;       /* tests only: a phase at which to die with SIGKILL */
     const char *data_dir;
     const char *log_level;
     long shutdown_grace; /* seconds a SIGTERM waits for in-flight requests */
@@ -44,6 +52,7 @@ struct config {
     const char *video_queue;
     const char *mp3_queue;
     long max_attempts;
+    long queue_lease; /* SQLite queue: seconds a taken message waits for a sign of life */
     long gc_interval; /* seconds between sweeps of unfinished uploads */
     long gc_min_age;  /* leftovers younger than this are left alone (uploads in progress) */
 

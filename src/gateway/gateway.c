@@ -87,12 +87,13 @@ json_t *gw_job_json(const struct job *j)
     json_t *options = json_loads(j->options, 0, NULL);
     char filename[BLOB_NAME_MAX + 1];
     utf8_clean(j->filename, filename, sizeof(filename));
-    return json_pack(
-        "{s:s, s:s, s:f, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "job_id", j->id, "status",
-        job_status_name(j->status), "progress", j->progress, "video_fid", j->video_fid, "mp3_fid",
-        text_or_null(j->mp3_fid), "filename", filename, "error", text_or_null(j->error), "options",
-        options != NULL ? options : json_object(), "created_at", time_json(j->created_at),
-        "updated_at", time_json(j->updated_at), "notified_at", time_json(j->notified_at));
+    return json_pack("{s:s, s:s, s:f, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "job_id", j->id,
+                     "status", job_status_name(j->status), "progress", j->progress, "video_fid",
+                     j->video_fid, "mp3_fid", text_or_null(j->status == JOB_DONE ? j->mp3_fid : ""),
+                     "filename", filename, "error", text_or_null(j->error), "options",
+                     options != NULL ? options : json_object(), "created_at",
+                     time_json(j->created_at), "updated_at", time_json(j->updated_at),
+                     "notified_at", time_json(j->notified_at));
 }
 
 /* POST /login: in process, or passed through from the auth service. */

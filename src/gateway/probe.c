@@ -61,13 +61,15 @@ static const char *const media[] = {
     "dsf",
 };
 
-static int allowed(const char *name)
+bool probe_format_allowed(const char *name)
 {
+    if (name == NULL)
+        return false;
     for (size_t i = 0; i < sizeof(media) / sizeof(media[0]); i++) {
         if (strcmp(name, media[i]) == 0)
-            return 1;
+            return true;
     }
-    return 0;
+    return false;
 }
 
 int probe_media(const unsigned char *buf, size_t len, char *name, size_t namelen)
@@ -85,7 +87,7 @@ int probe_media(const unsigned char *buf, size_t len, char *name, size_t namelen
     int score = 0;
     const AVInputFormat *fmt = av_probe_input_format3(&pd, 1, &score);
     free(padded);
-    if (fmt == NULL || score < SCORE_MIN || !allowed(fmt->name))
+    if (fmt == NULL || score < SCORE_MIN || !probe_format_allowed(fmt->name))
         return -1;
     snprintf(name, namelen, "%s", fmt->name);
     return 0;

@@ -6,6 +6,7 @@
 #ifndef VID2MP3_PROBE_H
 #define VID2MP3_PROBE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* Bytes of the start of a file the probe looks at; more are not needed. */
@@ -18,5 +19,10 @@
  * subtitles, playlists, random bytes, nothing).
  */
 int probe_media(const unsigned char *buf, size_t len, char *name, size_t namelen);
+
+/* Whether name, a libavformat demuxer's short name (AVInputFormat.name,
+ * e.g. "matroska,webm"), is one of the allow-list's media containers. The
+ * converter checks the demuxer it opened with this too. */
+bool probe_format_allowed(const char *name);
 
 #endif

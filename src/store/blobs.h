@@ -96,6 +96,7 @@ struct blob_reader_ops {
 /* Every backend's stream structs start with these. */
 struct blob_writer {
     const struct blob_writer_ops *ops;
+    char id[BLOB_ID_LEN + 1]; /* the id the file will have once committed */
 };
 struct blob_reader {
     const struct blob_reader_ops *ops;
@@ -147,6 +148,12 @@ static inline int blobs_ping(struct blobs *s)
 static inline int blob_write(struct blob_writer *w, const void *data, size_t len)
 {
     return w->ops->write(w, data, len);
+}
+/* The id the file gets at commit, known from the start (so a caller can
+ * record it before writing, and remove a file a crash left committed). */
+static inline const char *blob_writer_id(const struct blob_writer *w)
+{
+    return w->id;
 }
 static inline int blob_commit(struct blob_writer *w, struct blob_meta *out)
 {

@@ -336,6 +336,7 @@ static int fs_open_write(void *h, enum blob_bucket b, const struct blob_meta *me
     memcpy(w->meta.content_type, meta->content_type, sizeof(w->meta.content_type));
     memcpy(w->meta.job_id, meta->job_id, sizeof(w->meta.job_id));
     blob_id_new(w->meta.id);
+    memcpy(w->base.id, w->meta.id, sizeof(w->base.id));
     int rc = sha256_init(&w->sha) == 0 ? BLOB_OK : BLOB_EIO;
     if (rc != BLOB_OK)
         goto fail;

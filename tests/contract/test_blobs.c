@@ -146,8 +146,11 @@ static struct blob_meta put_file(enum blob_bucket b, uint64_t seed, int64_t len,
     }
     free(buf);
     hex_sha(&st, sha);
+    char future[BLOB_ID_LEN + 1];
+    snprintf(future, sizeof(future), "%s", blob_writer_id(w));
     assert_int_equal(blob_commit(w, &got), BLOB_OK);
     assert_true(blob_id_valid(got.id));
+    assert_string_equal(got.id, future); /* known before the commit */
     assert_int_equal(got.length, len);
     assert_string_equal(got.sha256, sha);
     return got;

@@ -45,7 +45,6 @@ static void version_help_usage(void **state)
     expect(&s, 0, NULL, "--help", NULL, NULL, NULL, "user add EMAIL [--admin]");
     expect(&s, 2, NULL, NULL, NULL, NULL, NULL, "usage: vid2mp3");
     expect(&s, 2, NULL, "frobnicate", NULL, NULL, NULL, "unknown command 'frobnicate'");
-    expect(&s, 2, NULL, "converter", NULL, NULL, NULL, "not built yet");
     expect(&s, 2, NULL, "notifier", NULL, NULL, NULL, "not built yet");
     server_cleanup(&s);
 }
@@ -61,6 +60,8 @@ static void gateway_bad_config(void **state)
         {"GATEWAY_PORT=70000", "GATEWAY_PORT: must be an integer"},
         {"HTTP_IDLE_TIMEOUT_SECONDS=0", "HTTP_IDLE_TIMEOUT_SECONDS: must be an integer"},
         {"AUTH_SVC_ADDRESS=ftp://x/y", "AUTH_SVC_ADDRESS: must be HOST:PORT"},
+        {"CONVERTER_WORKERS=-1", "CONVERTER_WORKERS: must be an integer"},
+        {"KEEP_VIDEOS=sometimes", "KEEP_VIDEOS: must be true or false"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         const char *env[] = {bad[i][0], NULL};

@@ -260,8 +260,12 @@ static int admin_jobs(void)
     return n;
 }
 
+/* Messages waiting in VIDEO_QUEUE. In `all` the converter drains it, so
+ * its depth says nothing there: 0. */
 static long queued(void)
 {
+    if (all_in_one)
+        return 0;
     long n = -1;
     assert_int_equal(queue_depth(queue, queue_name, &n), QUEUE_OK);
     return n;
@@ -497,7 +501,7 @@ static void upload_stores_bytes_and_queues(void **state)
     /* the job */
     struct job job;
     assert_int_equal(jobs_get(jobs, job_id, &job), JOBS_OK);
-    assert_int_equal(job.status, JOB_QUEUED);
+    assert_true(job.status == JOB_QUEUED || all_in_one); /* `all` converts it at once */
     assert_string_equal(job.owner, ADMIN);
     assert_string_equal(job.video_fid, fid);
     assert_string_equal(job.filename, "holiday.mp4");
@@ -508,7 +512,7 @@ static void upload_stores_bytes_and_queues(void **state)
 
     struct snapshot after = snap();
     assert_int_equal(after.jobs, before.jobs + 1);
-    assert_int_equal(after.queued, before.queued + 1);
+    assert_int_equal(after.queued, before.queued + (all_in_one ? 0 : 1));
     json_decref(j);
     th_resp_free(&r);
     free(b.data);
@@ -883,10 +887,15 @@ static void jobs_list_and_get(void **state)
     assert_int_equal(r.status, 200);
     j = th_json(&r);
     assert_string_equal(json_string_value(json_object_get(j, "job_id")), ids[1]);
-    assert_string_equal(json_string_value(json_object_get(j, "status")), "queued");
+    const char *status = json_string_value(json_object_get(j, "status"));
+    if (all_in_one) /* the converter may have taken it already */
+        assert_true(strcmp(status, "queued") == 0 || strcmp(status, "converting") == 0 ||
+                    strcmp(status, "done") == 0);
+    else
+        assert_string_equal(status, "queued");
     assert_string_equal(json_string_value(json_object_get(j, "filename")), "two.mp4");
     assert_true(json_is_number(json_object_get(j, "progress")));
-    assert_true(json_is_null(json_object_get(j, "mp3_fid")));
+    assert_true(json_is_null(json_object_get(j, "mp3_fid")) || all_in_one);
     assert_true(json_is_null(json_object_get(j, "error")));
     assert_true(json_is_string(json_object_get(j, "video_fid")));
     assert_true(json_is_string(json_object_get(j, "created_at")));
@@ -1290,8 +1299,11 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
         bool fault = strcmp(tests[i].name, "broker_down_mid_upload") == 0 ||
                      strcmp(tests[i].name, "storage_down") == 0;
-        bool separate_auth = strcmp(tests[i].name, "auth_service_down") == 0;
-        if ((distributed || !fault) && (!all_in_one || !separate_auth))
+        /* in `all` there is no auth process to stop, and the converter
+         * takes the queued messages */
+        bool not_in_all = strcmp(tests[i].name, "auth_service_down") == 0 ||
+                          strcmp(tests[i].name, "upload_message_fields") == 0;
+        if ((distributed || !fault) && (!all_in_one || !not_in_all))
             run[n++] = tests[i];
     }
     int rc = _cmocka_run_group_tests("gateway", run, n, group_setup, group_teardown);
