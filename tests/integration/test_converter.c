@@ -23,6 +23,7 @@
 #define OWNER "owner@example.com"
 
 static bool distributed;
+static bool keep_videos = true; /* KEEP_VIDEOS of the next converter started */
 static struct server conv;
 static char video_queue[64], mp3_queue[64];
 static char *media_dir;
@@ -212,6 +213,7 @@ static void start_converter(const char *crash_at)
     server_env(&conv, "MAX_ATTEMPTS=3");
     server_env(&conv, "SHUTDOWN_GRACE_SECONDS=120");
     server_env(&conv, "CRASH_AT=%s", crash_at != NULL ? crash_at : "");
+    server_env(&conv, "KEEP_VIDEOS=%s", keep_videos ? "true" : "false");
     if (distributed) {
         server_env(&conv, "MONGODB_URI=%s", th_need_env("VID2MP3_TEST_MONGODB_URI"));
         server_env(&conv, "RABBITMQ_URL=%s", th_need_env("VID2MP3_TEST_AMQP_URL"));
@@ -466,6 +468,29 @@ static void sigterm_finishes_the_running_job(void **state)
     restart_converter(NULL);
 }
 
+static void videos_kept_or_not(void **state)
+{
+    (void)state;
+    char id[25];
+    submit(clip_path, "kept.mp4", "{}", id);
+    struct job j = wait_job(id, 60);
+    assert_int_equal(j.status, JOB_DONE);
+    struct blob_meta m;
+    assert_int_equal(blobs_stat(blobs, BLOB_VIDEOS, j.video_fid, &m), BLOB_OK);
+
+    assert_int_equal(server_stop(&conv, SIGTERM), 0);
+    keep_videos = false;
+    restart_converter(NULL);
+    submit(clip_path, "not-kept.mp4", "{}", id);
+    j = wait_job(id, 60);
+    assert_int_equal(j.status, JOB_DONE);
+    assert_int_equal(blobs_stat(blobs, BLOB_VIDEOS, j.video_fid, &m), BLOB_ENOTFOUND);
+    assert_int_equal(blobs_stat(blobs, BLOB_MP3S, j.mp3_fid, &m), BLOB_OK);
+    assert_int_equal(server_stop(&conv, SIGTERM), 0);
+    keep_videos = true;
+    restart_converter(NULL);
+}
+
 static void converter_stops_cleanly(void **state)
 {
     (void)state;
@@ -491,6 +516,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(crash_after_done),
         cmocka_unit_test(crash_after_publishing),
         cmocka_unit_test(sigterm_finishes_the_running_job),
+        cmocka_unit_test(videos_kept_or_not),
         cmocka_unit_test(converter_stops_cleanly),
     };
     return cmocka_run_group_tests_name(distributed ? "converter-distributed" : "converter-embedded",
