@@ -4,6 +4,7 @@
 #include "converter/transcode.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/utf8.h"
 
 #include <jansson.h>
 #include <pthread.h>
@@ -15,9 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
-enum outcome { OUT_DONE, OUT_FAILED, OUT_RETRIED, OUT_DROPPED, OUT_REPEATED, OUTCOMES };
-static const char *const outcome_names[OUTCOMES] = {"done", "failed", "retried", "dropped",
-                                                    "repeated"};
+enum outcome { OUT_DONE, OUT_FAILED, OUT_RETRIED, OUT_DROPPED, OUT_REPEATED, OUT_DEAD, OUTCOMES };
+static const char *const outcome_names[OUTCOMES] = {"done",    "failed",   "retried",
+                                                    "dropped", "repeated", "dead_letter"};
+
+/* How often VIDEO_QUEUE.dead is looked at, and how many letters a look takes. */
+#define DEAD_SWEEP_MS 3000
+#define DEAD_SWEEP_MAX 100
 
 struct converter {
     const struct config *cfg;
@@ -30,6 +35,11 @@ struct converter {
     atomic_int running;
     atomic_uint_fast64_t outcomes[OUTCOMES];
     struct metrics_histogram seconds;
+    pthread_t sweeper;
+    bool sweeper_started;
+    pthread_mutex_t sweep_lock;
+    pthread_cond_t sweep_wake;
+    bool stopping;
 };
 
 /* Tests only (CRASH_AT): dies at a named phase, as kill -9 would. */
@@ -144,17 +154,18 @@ static void read_options(const char *text, struct transcode_options *o)
 /* The MP3's stored name: the video's without its extension, plus .mp3. */
 static void mp3_filename(const char *video, char *out, size_t len)
 {
-    char base[BLOB_NAME_MAX + 1];
+    char base[BLOB_NAME_MAX + 1], cut[BLOB_NAME_MAX - 3];
     snprintf(base, sizeof(base), "%s", video[0] != '\0' ? video : "audio");
     char *dot = strrchr(base, '.');
     if (dot != NULL && dot != base)
         *dot = '\0';
-    if (strlen(base) > BLOB_NAME_MAX - 4)
-        base[BLOB_NAME_MAX - 4] = '\0';
-    snprintf(out, len, "%s.mp3", base);
+    utf8_clean(base, cut, sizeof(cut)); /* room for ".mp3", whole characters */
+    snprintf(out, len, "%s.mp3", cut);
 }
 
 /* ---------- one delivery ---------- */
+
+static int remove_leftover(struct converter *c, const char *fid);
 
 /* Fails the job with reason (from queued or converting) and publishes it.
  * Returns the verdict for the message. */
@@ -170,6 +181,15 @@ static enum queue_verdict fail_job(struct converter *c, struct job *j, const cha
         return QUEUE_RETRY;
     if (jobs_get(c->jobs, j->id, j) != JOBS_OK)
         return QUEUE_RETRY;
+    if (j->status == JOB_DONE) { /* another delivery finished it meanwhile */
+        if (publish_outcome(c, j, request_id) != QUEUE_OK)
+            return QUEUE_RETRY;
+        atomic_fetch_add(&c->outcomes[OUT_REPEATED], 1);
+        return QUEUE_ACK;
+    }
+    /* A failed job keeps no MP3: one an attempt committed before dying. */
+    if (rc == JOBS_OK && j->mp3_fid[0] != '\0')
+        remove_leftover(c, j->mp3_fid);
     log_warn("job failed", json_pack("{s:s, s:s}", "job_id", j->id, "reason", j->error));
     if (publish_outcome(c, j, request_id) != QUEUE_OK)
         return QUEUE_RETRY;
@@ -213,15 +233,25 @@ static int convert_job(struct converter *c, struct job *j, char *reason, size_t 
     }
     /* The MP3's id goes into the job first: a retry after a crash removes
      * whatever this attempt commits if it dies before the job is done. */
-    struct job_update pending = {
-        .from = JOB_FROM(JOB_CONVERTING), .set = JOB_SET_MP3, .mp3_fid = blob_writer_id(dst.w)};
+    char mine[BLOB_ID_LEN + 1];
+    snprintf(mine, sizeof(mine), "%s", blob_writer_id(dst.w));
+    struct job_update pending = {.from = JOB_FROM(JOB_CONVERTING),
+                                 .set = JOB_SET_MP3,
+                                 .mp3_fid = mine,
+                                 .if_mp3 = j->mp3_fid};
     int jrc = jobs_update(c->jobs, j->id, &pending);
     if (jrc != JOBS_OK) {
+        /* ECONFLICT: another delivery of this job is at work */
         blob_abort(dst.w);
         blob_close(src.r);
         snprintf(reason, reasonlen, "the jobs database is unavailable (%s)", jobs_strerror(jrc));
         return jrc == JOBS_ECONFLICT ? TRANSCODE_ECANCELED : TRANSCODE_EIO;
     }
+    /* The job is ours now: an earlier attempt's MP3 goes. That attempt, if
+     * it still runs, fails its finishing update and removes its own. */
+    if (j->mp3_fid[0] != '\0' && remove_leftover(c, j->mp3_fid) != 0)
+        log_error("an earlier attempt's MP3 could not be removed",
+                  json_pack("{s:s, s:s}", "job_id", j->id, "mp3_fid", j->mp3_fid));
     maybe_crash(c, "converting");
 
     struct transcode_options o;
@@ -261,12 +291,19 @@ static int convert_job(struct converter *c, struct job *j, char *reason, size_t 
                                 .set = JOB_SET_STATUS | JOB_SET_MP3 | JOB_SET_PROGRESS,
                                 .status = JOB_DONE,
                                 .mp3_fid = done.id,
-                                .progress = 1.0};
+                                .progress = 1.0,
+                                .if_mp3 = mine};
     jrc = jobs_update(c->jobs, j->id, &finish);
+    if (jrc == JOBS_ECONFLICT || jrc == JOBS_ENOTFOUND) {
+        /* Another delivery took the job over, or it is gone: ours goes. */
+        remove_leftover(c, done.id);
+        snprintf(reason, reasonlen, "another delivery of the job took it over");
+        return TRANSCODE_ECANCELED;
+    }
     if (jrc != JOBS_OK) {
         /* Not done as far as anyone knows: the next attempt removes it. */
         snprintf(reason, reasonlen, "the jobs database is unavailable (%s)", jobs_strerror(jrc));
-        return jrc == JOBS_ECONFLICT ? TRANSCODE_ECANCELED : TRANSCODE_EIO;
+        return TRANSCODE_EIO;
     }
     metrics_histogram_observe(&c->seconds, (uint64_t)(mono_ms() - t0) * 1000u);
     log_info("converted",
@@ -321,8 +358,6 @@ static enum queue_verdict handle(const struct queue_msg *m, void *ctx)
     rc = jobs_update(c->jobs, id, &start);
     if (rc != JOBS_OK)
         goto retry; /* a conflict means it just finished: the next delivery publishes */
-    if (j.mp3_fid[0] != '\0' && remove_leftover(c, j.mp3_fid) != 0)
-        goto retry;
 
     char reason[256] = "";
     rc = convert_job(c, &j, reason, sizeof(reason));
@@ -367,6 +402,61 @@ out:
     atomic_fetch_sub(&c->running, 1);
     log_set_request_id(NULL);
     return v;
+}
+
+/* ---------- dead letters ---------- */
+
+/* A dead letter of VIDEO_QUEUE: the last attempts crashed the converter or
+ * kept failing. Its job, unless already finished, fails now and its owner
+ * is told. Returns 0 to remove the letter, 1 to keep it (stores down). */
+static int on_dead_letter(const struct queue_msg *m, void *ctx)
+{
+    struct converter *c = ctx;
+    atomic_fetch_add(&c->outcomes[OUT_DEAD], 1);
+    json_t *msg = json_loadb(m->body, m->len, 0, NULL);
+    const char *job_id = json_string_value(json_object_get(msg, "job_id"));
+    char id[BLOB_ID_LEN + 1] = "";
+    if (job_id != NULL && blob_id_valid(job_id))
+        snprintf(id, sizeof(id), "%s", job_id);
+    json_decref(msg);
+    if (id[0] == '\0') {
+        log_error("dead letter without a valid job_id: removed",
+                  json_pack("{s:I}", "bytes", (json_int_t)m->len));
+        return 0;
+    }
+    struct job j;
+    int rc = jobs_get(c->jobs, id, &j);
+    if (rc == JOBS_ENOTFOUND || (rc == JOBS_OK && (j.status == JOB_DONE || j.status == JOB_FAILED)))
+        return 0; /* nothing to do: gone, or its outcome was published */
+    if (rc != JOBS_OK)
+        return 1;
+    char reason[200];
+    snprintf(reason, sizeof(reason),
+             "the conversion failed %d times (the file may crash the converter); it was given up",
+             m->attempt > 0 ? m->attempt : (int)c->cfg->max_attempts);
+    log_error("dead letter: failing its job",
+              json_pack("{s:s, s:i}", "job_id", id, "attempts", m->attempt));
+    return fail_job(c, &j, reason, m->request_id, QUEUE_ACK) == QUEUE_ACK ? 0 : 1;
+}
+
+static void *sweep_main(void *arg)
+{
+    struct converter *c = arg;
+    pthread_mutex_lock(&c->sweep_lock);
+    while (!c->stopping) {
+        pthread_mutex_unlock(&c->sweep_lock);
+        int drained = 0;
+        queue_drain_dead(c->queue, c->cfg->video_queue, DEAD_SWEEP_MAX, on_dead_letter, c,
+                         &drained);
+        pthread_mutex_lock(&c->sweep_lock);
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += DEAD_SWEEP_MS / 1000;
+        while (!c->stopping && pthread_cond_timedwait(&c->sweep_wake, &c->sweep_lock, &until) == 0)
+            ;
+    }
+    pthread_mutex_unlock(&c->sweep_lock);
+    return NULL;
 }
 
 /* ---------- service ---------- */
@@ -433,6 +523,11 @@ struct converter *converter_start(const struct config *cfg, const struct convert
         free(c);
         return NULL;
     }
+    pthread_mutex_init(&c->sweep_lock, NULL);
+    pthread_cond_init(&c->sweep_wake, NULL);
+    c->sweeper_started = pthread_create(&c->sweeper, NULL, sweep_main, c) == 0;
+    if (!c->sweeper_started)
+        log_warn("dead-letter sweeper not started: jobs of dead letters stay unfinished", NULL);
     metrics_register(write_metrics, c);
     return c;
 }
@@ -485,6 +580,14 @@ void converter_stop(struct converter *c, int grace_seconds)
     }
     pthread_mutex_destroy(&s.mu);
     pthread_cond_destroy(&s.cv);
+    pthread_mutex_lock(&c->sweep_lock);
+    c->stopping = true;
+    pthread_cond_signal(&c->sweep_wake);
+    pthread_mutex_unlock(&c->sweep_lock);
+    if (c->sweeper_started)
+        pthread_join(c->sweeper, NULL);
+    pthread_mutex_destroy(&c->sweep_lock);
+    pthread_cond_destroy(&c->sweep_wake);
     metrics_unregister(c);
     free(c);
 }

@@ -19,8 +19,8 @@
  * idempotent; they get the attempt number to tell a first delivery from a
  * repeat.
  *
- * Nothing here reads NAME.dead: whoever must act on a dead letter (fail
- * the job and tell its owner) has to consume or inspect it.
+ * Whoever must act on a dead letter (fail the job and tell its owner)
+ * takes it from NAME.dead with drain_dead().
  *
  * publish() returns only once the message is durable (RabbitMQ: the
  * broker's publisher confirm for a persistent message on a durable queue;
@@ -68,6 +68,10 @@ enum queue_verdict { QUEUE_ACK, QUEUE_RETRY, QUEUE_REJECT };
 /* Runs in a worker thread of the consumer; may block for minutes. */
 typedef enum queue_verdict (*queue_handler_fn)(const struct queue_msg *m, void *ctx);
 
+/* Called by drain_dead for one dead letter: 0 removes it from NAME.dead,
+ * non-zero keeps it there (and ends the drain). */
+typedef int (*queue_dead_fn)(const struct queue_msg *m, void *ctx);
+
 /* A running consumer; every backend's consumer struct starts with this. */
 struct queue_consumer {
     /* Stops taking messages, waits for handlers in progress to finish and
@@ -87,6 +91,12 @@ struct queue_ops {
                    struct queue_consumer **out);
     /* Messages waiting in NAME.dead (for tests, metrics and operators). */
     int (*dead_count)(void *h, const char *queue, long *out);
+    /* Hands up to max dead letters of NAME.dead, oldest first, to fn in the
+     * calling thread; *drained gets how many were removed. A letter is
+     * removed only after fn returned 0 (a crash in between hands it over
+     * again). */
+    int (*drain_dead)(void *h, const char *queue, int max, queue_dead_fn fn, void *ctx,
+                      int *drained);
     /* Messages waiting in NAME, ready or delayed for retry (not in flight). */
     int (*depth)(void *h, const char *queue, long *out);
     int (*ping)(void *h);
@@ -133,6 +143,11 @@ static inline void queue_consumer_stop(struct queue_consumer *c)
 static inline int queue_dead_count(struct queue *q, const char *name, long *out)
 {
     return q->ops->dead_count(q->h, name, out);
+}
+static inline int queue_drain_dead(struct queue *q, const char *name, int max, queue_dead_fn fn,
+                                   void *ctx, int *drained)
+{
+    return q->ops->drain_dead(q->h, name, max, fn, ctx, drained);
 }
 static inline int queue_depth(struct queue *q, const char *name, long *out)
 {

@@ -1003,12 +1003,122 @@ static void aq_free(void *h)
     free(a);
 }
 
+/* ---------- dead letters ---------- */
+
+struct dead_args {
+    const char *queue;
+    bool found;
+    uint64_t tag;
+    char *body;
+    size_t len;
+    int attempt;
+    char request_id[REQUEST_ID_MAX + 1];
+    bool ack; /* settle: ack, or reject with requeue */
+};
+
+/* basic.get of one letter from NAME.dead (unacked until settled). */
+static int op_get_dead(struct aq *a, struct conn *c, void *arg)
+{
+    struct dead_args *d = arg;
+    int rc = ensure_declared(a, c, d->queue);
+    if (rc != QUEUE_OK)
+        return rc;
+    char name[QUEUE_NAME_MAX + 16];
+    snprintf(name, sizeof(name), "%s.dead", d->queue);
+    amqp_rpc_reply_t r = amqp_basic_get(c->st, CHANNEL, amqp_cstring_bytes(name), 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        log_reply("basic.get", r);
+        c->broken = true;
+        return QUEUE_EUNAVAIL;
+    }
+    d->found = r.reply.id == AMQP_BASIC_GET_OK_METHOD;
+    if (!d->found)
+        return QUEUE_OK;
+    d->tag = ((amqp_basic_get_ok_t *)r.reply.decoded)->delivery_tag;
+    amqp_message_t msg;
+    r = amqp_read_message(c->st, CHANNEL, &msg, 0);
+    if (r.reply_type != AMQP_RESPONSE_NORMAL) {
+        log_reply("read dead letter", r);
+        c->broken = true;
+        return QUEUE_EUNAVAIL;
+    }
+    d->attempt = 0;
+    d->request_id[0] = '\0';
+    if (msg.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
+        const amqp_table_t *t = &msg.properties.headers;
+        for (int i = 0; i < t->num_entries; i++) {
+            const amqp_table_entry_t *e = &t->entries[i];
+            if (bytes_is(e->key, HDR_ATTEMPT)) {
+                d->attempt = (int)field_int(&e->value, 0);
+            } else if (bytes_is(e->key, HDR_REQUEST_ID) &&
+                       (e->value.kind == AMQP_FIELD_KIND_UTF8 ||
+                        e->value.kind == AMQP_FIELD_KIND_BYTES) &&
+                       e->value.value.bytes.len <= REQUEST_ID_MAX) {
+                size_t n = e->value.value.bytes.len;
+                if (n > 0)
+                    memcpy(d->request_id, e->value.value.bytes.bytes, n);
+                d->request_id[n] = '\0';
+            }
+        }
+    }
+    d->len = msg.body.len;
+    d->body = malloc(d->len + 1);
+    if (d->body != NULL) {
+        if (d->len > 0)
+            memcpy(d->body, msg.body.bytes, d->len);
+        d->body[d->len] = '\0';
+    }
+    amqp_destroy_message(&msg);
+    return d->body != NULL ? QUEUE_OK : QUEUE_EINTERNAL;
+}
+
+static int op_settle_dead(struct aq *a, struct conn *c, void *arg)
+{
+    (void)a;
+    struct dead_args *d = arg;
+    int rc = d->ack ? amqp_basic_ack(c->st, CHANNEL, d->tag, 0)
+                    : amqp_basic_reject(c->st, CHANNEL, d->tag, 1);
+    if (rc != AMQP_STATUS_OK) {
+        c->broken = true;
+        return QUEUE_EUNAVAIL;
+    }
+    return QUEUE_OK;
+}
+
+/* An unsettled letter returns to NAME.dead when its connection closes, so
+ * a failed settle loses nothing. */
+static int aq_drain_dead(void *h, const char *queue, int max, queue_dead_fn fn, void *ctx,
+                         int *drained)
+{
+    *drained = 0;
+    if (!queue_name_valid(queue) || max < 1 || fn == NULL)
+        return QUEUE_EINVAL;
+    for (int i = 0; i < max; i++) {
+        struct dead_args d = {.queue = queue};
+        int rc = with_pub(h, op_get_dead, &d);
+        if (rc != QUEUE_OK || !d.found) {
+            free(d.body);
+            return rc;
+        }
+        struct queue_msg m = {d.body, d.len, d.attempt, d.request_id};
+        d.ack = fn(&m, ctx) == 0;
+        free(d.body);
+        d.body = NULL;
+        rc = with_pub(h, op_settle_dead, &d);
+        if (rc != QUEUE_OK || !d.ack)
+            return rc;
+        (*drained)++;
+    }
+    return QUEUE_OK;
+}
+
 static const struct queue_ops amqp_ops = {
     .name = "amqp",
     .declare = aq_declare,
     .publish = aq_publish,
     .consume = aq_consume,
     .dead_count = aq_dead_count,
+    .drain_dead = aq_drain_dead,
     .depth = aq_depth,
     .ping = aq_ping,
     .free = aq_free,

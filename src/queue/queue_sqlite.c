@@ -638,6 +638,85 @@ static int sq_dead_count(void *h, const char *queue, long *out)
     return count(h, "SELECT COUNT(*) FROM dead WHERE queue = ?1", queue, out);
 }
 
+/* The oldest dead letter of queue after id after: copies it out. Returns
+ * QUEUE_OK with *id 0 when there is none. */
+static int take_dead(struct sq *s, const char *queue, sqlite3_int64 *id, char **body, size_t *len,
+                     char *request_id, size_t rlen, int *attempts)
+{
+    *id = 0;
+    pthread_mutex_lock(&s->db_lock);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db,
+                                "SELECT id, body, request_id, attempts FROM dead WHERE queue = ?1"
+                                " ORDER BY id LIMIT 1",
+                                -1, &st, NULL);
+    int result = QUEUE_OK;
+    if (rc != SQLITE_OK) {
+        result = fail(s, rc, "dead letters");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, queue, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const void *b = sqlite3_column_blob(st, 1);
+        *len = (size_t)sqlite3_column_bytes(st, 1);
+        *body = malloc(*len + 1);
+        if (*body == NULL) {
+            result = QUEUE_EINTERNAL;
+            goto out;
+        }
+        if (*len > 0)
+            memcpy(*body, b, *len);
+        (*body)[*len] = '\0';
+        const unsigned char *r = sqlite3_column_text(st, 2);
+        snprintf(request_id, rlen, "%s", r != NULL ? (const char *)r : "");
+        *attempts = sqlite3_column_int(st, 3);
+        *id = sqlite3_column_int64(st, 0);
+    } else if (rc != SQLITE_DONE) {
+        result = fail(s, rc, "dead letters");
+    }
+out:
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->db_lock);
+    return result;
+}
+
+static int sq_drain_dead(void *h, const char *queue, int max, queue_dead_fn fn, void *ctx,
+                         int *drained)
+{
+    struct sq *s = h;
+    *drained = 0;
+    if (!queue_name_valid(queue) || max < 1 || fn == NULL)
+        return QUEUE_EINVAL;
+    for (int i = 0; i < max; i++) {
+        sqlite3_int64 id = 0;
+        char *body = NULL, request_id[REQUEST_ID_MAX + 1];
+        size_t len = 0;
+        int attempts = 0;
+        int rc = take_dead(s, queue, &id, &body, &len, request_id, sizeof(request_id), &attempts);
+        if (rc != QUEUE_OK || id == 0)
+            return rc;
+        struct queue_msg m = {body, len, attempts, request_id};
+        int keep = fn(&m, ctx);
+        free(body);
+        if (keep != 0)
+            return QUEUE_OK;
+        pthread_mutex_lock(&s->db_lock);
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(s->db, "DELETE FROM dead WHERE id = ?1", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            sqlite3_bind_int64(st, 1, id);
+            rc = sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        pthread_mutex_unlock(&s->db_lock);
+        if (rc != SQLITE_DONE)
+            return fail(s, rc, "dead letters");
+        (*drained)++;
+    }
+    return QUEUE_OK;
+}
+
 static int sq_depth(void *h, const char *queue, long *out)
 {
     /* in flight: leased and the lease not yet run out */
@@ -673,6 +752,7 @@ static const struct queue_ops sqlite_ops = {
     .publish = sq_publish,
     .consume = sq_consume,
     .dead_count = sq_dead_count,
+    .drain_dead = sq_drain_dead,
     .depth = sq_depth,
     .ping = sq_ping,
     .free = sq_free,

@@ -56,6 +56,8 @@ int job_update_check(const struct job_update *u)
         return JOBS_EINVAL;
     if ((u->set & JOB_SET_PROGRESS) && !(u->progress >= 0.0 && u->progress <= 1.0))
         return JOBS_EINVAL;
+    if (u->if_mp3 != NULL && u->if_mp3[0] != '\0' && !blob_id_valid(u->if_mp3))
+        return JOBS_EINVAL;
     if ((u->set & JOB_SET_MP3) && (u->mp3_fid == NULL || !blob_id_valid(u->mp3_fid)))
         return JOBS_EINVAL;
     if ((u->set & JOB_SET_ERROR) && (u->error == NULL || strlen(u->error) > JOB_ERROR_MAX))

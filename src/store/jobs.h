@@ -80,6 +80,10 @@ struct job_update {
     double progress;
     const char *mp3_fid;
     const char *error;
+    /* Non-NULL: the update applies only while the job's mp3_fid equals
+     * this ("" for none), so two deliveries of one job cannot take each
+     * other's MP3 (JOBS_ECONFLICT otherwise). */
+    const char *if_mp3;
 };
 
 /* Called once per job by list, newest first; non-zero stops early. */

@@ -290,6 +290,8 @@ static int jm_update(void *h, const char *id, const struct job_update *u)
     }
     bson_append_array_end(&status_doc, &in);
     bson_append_document_end(&filter, &status_doc);
+    if (u->if_mp3 != NULL)
+        BSON_APPEND_UTF8(&filter, "mp3_fid", u->if_mp3);
 
     bson_t update = BSON_INITIALIZER, set;
     BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);

@@ -271,12 +271,13 @@ static int js_update(void *h, const char *id, const struct job_update *u)
             n += (size_t)snprintf(in + n, sizeof(in) - n, "%s%d", n > 0 ? "," : "", st);
     }
     snprintf(sql, sizeof(sql),
-             "UPDATE jobs SET updated_at = ?2%s%s%s%s%s WHERE id = ?1 AND status IN (%s)",
+             "UPDATE jobs SET updated_at = ?2%s%s%s%s%s WHERE id = ?1 AND status IN (%s)%s",
              (u->set & JOB_SET_STATUS) ? ", status = ?3" : "",
              (u->set & JOB_SET_PROGRESS) ? ", progress = ?4" : "",
              (u->set & JOB_SET_MP3) ? ", mp3_fid = ?5" : "",
              (u->set & JOB_SET_ERROR) ? ", error = ?6" : "",
-             (u->set & JOB_ADD_ATTEMPT) ? ", attempts = attempts + 1" : "", in);
+             (u->set & JOB_ADD_ATTEMPT) ? ", attempts = attempts + 1" : "", in,
+             u->if_mp3 != NULL ? " AND mp3_fid = ?7" : "");
     lock(s);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(s->db, sql, -1, &st, NULL);
@@ -295,6 +296,8 @@ static int js_update(void *h, const char *id, const struct job_update *u)
         sqlite3_bind_text(st, 5, u->mp3_fid, -1, SQLITE_STATIC);
     if (u->set & JOB_SET_ERROR)
         sqlite3_bind_text(st, 6, u->error, -1, SQLITE_STATIC);
+    if (u->if_mp3 != NULL)
+        sqlite3_bind_text(st, 7, u->if_mp3, -1, SQLITE_STATIC);
     result = step_guarded(s, st, id, "update");
 out:
     sqlite3_finalize(st);

@@ -135,6 +135,43 @@ static void missing_and_malformed(void **state)
     assert_int_equal(jobs_create(store, &bad), JOBS_EINVAL);
 }
 
+/* if_mp3: an update that holds only while the job's MP3 id is the one the
+ * caller saw, so two deliveries cannot take each other's MP3. */
+static void mp3_compare_and_set(void **state)
+{
+    (void)state;
+    char id[BLOB_ID_LEN + 1], w1[BLOB_ID_LEN + 1], w2[BLOB_ID_LEN + 1];
+    make(owner_a, "cas.mp4", id);
+    struct job_update start = {.from = Q | C, .set = JOB_SET_STATUS, .status = JOB_CONVERTING};
+    assert_int_equal(jobs_update(store, id, &start), JOBS_OK);
+    blob_id_new(w1);
+    blob_id_new(w2);
+    struct job_update a = {.from = C, .set = JOB_SET_MP3, .mp3_fid = w1, .if_mp3 = ""};
+    assert_int_equal(jobs_update(store, id, &a), JOBS_OK);
+    /* a second delivery that saw no MP3 loses */
+    struct job_update b = {.from = C, .set = JOB_SET_MP3, .mp3_fid = w2, .if_mp3 = ""};
+    assert_int_equal(jobs_update(store, id, &b), JOBS_ECONFLICT);
+    /* one that saw w1 takes over */
+    b.if_mp3 = w1;
+    assert_int_equal(jobs_update(store, id, &b), JOBS_OK);
+    /* and the first cannot finish with w1 any more */
+    struct job_update fin = {.from = C,
+                             .set = JOB_SET_STATUS | JOB_SET_MP3,
+                             .status = JOB_DONE,
+                             .mp3_fid = w1,
+                             .if_mp3 = w1};
+    assert_int_equal(jobs_update(store, id, &fin), JOBS_ECONFLICT);
+    fin.mp3_fid = w2;
+    fin.if_mp3 = w2;
+    assert_int_equal(jobs_update(store, id, &fin), JOBS_OK);
+    struct job j;
+    assert_int_equal(jobs_get(store, id, &j), JOBS_OK);
+    assert_int_equal(j.status, JOB_DONE);
+    assert_string_equal(j.mp3_fid, w2);
+    struct job_update bad = {.from = C, .set = JOB_SET_PROGRESS, .progress = 0.1, .if_mp3 = "../x"};
+    assert_int_equal(jobs_update(store, id, &bad), JOBS_EINVAL);
+}
+
 static void legal_transitions(void **state)
 {
     (void)state;
@@ -481,6 +518,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(create_then_get, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_and_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(legal_transitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(mp3_compare_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(illegal_transitions, setup, teardown),
         cmocka_unit_test_setup_teardown(notified_once, setup, teardown),
         cmocka_unit_test_setup_teardown(listing_is_per_owner_newest_first, setup, teardown),

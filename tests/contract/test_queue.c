@@ -545,6 +545,63 @@ static void reject_goes_dead_at_once(void **state)
     rec_free(r);
 }
 
+struct drain {
+    int keep; /* what the callback answers */
+    int seen;
+    char body[32];
+    char request_id[32];
+};
+
+static int on_dead(const struct queue_msg *m, void *ctx)
+{
+    struct drain *d = ctx;
+    d->seen++;
+    snprintf(d->body, sizeof(d->body), "%.*s", (int)m->len, m->body);
+    snprintf(d->request_id, sizeof(d->request_id), "%s", m->request_id);
+    return d->keep;
+}
+
+static void dead_letters_are_drained(void **state)
+{
+    (void)state;
+    assert_int_equal(queue_publish(q, qname, "first", 5, "req-dead-1"), QUEUE_OK);
+    assert_int_equal(queue_publish(q, qname, "second", 6, "req-dead-2"), QUEUE_OK);
+    struct rec *r = rec_new(QUEUE_REJECT, 0);
+    struct queue_consumer *c = NULL;
+    assert_int_equal(queue_consume(q, qname, 1, record, r, &c), QUEUE_OK);
+    assert_true(wait_dead(q, qname, 2, 5000));
+    queue_consumer_stop(c);
+    rec_free(r);
+
+    /* kept: stays, and the drain ends at it */
+    struct drain d = {.keep = 1};
+    int drained = -1;
+    assert_int_equal(queue_drain_dead(q, qname, 10, on_dead, &d, &drained), QUEUE_OK);
+    assert_int_equal(drained, 0);
+    assert_int_equal(d.seen, 1);
+    assert_string_equal(d.body, "first");
+    assert_string_equal(d.request_id, "req-dead-1");
+    long n = -1;
+    assert_int_equal(queue_dead_count(q, qname, &n), QUEUE_OK);
+    assert_int_equal(n, 2);
+    /* removed, oldest first, up to max */
+    struct drain one = {.keep = 0};
+    assert_int_equal(queue_drain_dead(q, qname, 1, on_dead, &one, &drained), QUEUE_OK);
+    assert_int_equal(drained, 1);
+    assert_string_equal(one.body, "first");
+    struct drain rest = {.keep = 0};
+    assert_int_equal(queue_drain_dead(q, qname, 10, on_dead, &rest, &drained), QUEUE_OK);
+    assert_int_equal(drained, 1);
+    assert_string_equal(rest.body, "second");
+    assert_int_equal(queue_dead_count(q, qname, &n), QUEUE_OK);
+    assert_int_equal(n, 0);
+    /* nothing left: nothing called */
+    struct drain none = {.keep = 0};
+    assert_int_equal(queue_drain_dead(q, qname, 10, on_dead, &none, &drained), QUEUE_OK);
+    assert_int_equal(drained, 0);
+    assert_int_equal(none.seen, 0);
+}
+
 static void reopen_keeps_messages(void **state)
 {
     (void)state;
@@ -725,6 +782,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(retry_delays_then_dead, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_does_not_block_others, setup, teardown),
         cmocka_unit_test_setup_teardown(reject_goes_dead_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(dead_letters_are_drained, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(many_publishers_and_consumers, setup, teardown),
         cmocka_unit_test_setup_teardown(unavailable_backend, setup, teardown),
