@@ -107,6 +107,7 @@ struct progress {
 static void on_progress(void *cls, double fraction)
 {
     struct progress *p = cls;
+    maybe_crash(p->c, "decoding");
     struct job_update u = {.from = JOB_FROM(JOB_CONVERTING),
                            .set = JOB_SET_PROGRESS,
                            .progress = fraction < 0   ? 0

@@ -453,12 +453,12 @@ static void crash_loop_fails_the_job(void **state)
     assert_string_equal(o.status, "failed");
 }
 
-static void crash_at(const char *phase)
+static void crash_at(const char *phase, const char *path)
 {
     server_stop(&conv, SIGTERM);
     restart_converter(phase);
     char id[25];
-    submit(clip_path, "crash.mp4", "{}", id);
+    submit(path, "crash.mp4", "{}", id);
     int st = wait_death(60);
     if (st != 128 + SIGKILL)
         fail_msg("CRASH_AT=%s: the converter ended with %d, not SIGKILL", phase, st);
@@ -478,25 +478,31 @@ static void crash_at(const char *phase)
 static void crash_while_converting(void **state)
 {
     (void)state;
-    crash_at("converting");
+    crash_at("converting", clip_path);
+}
+
+static void crash_while_decoding(void **state)
+{
+    (void)state;
+    crash_at("decoding", long_path); /* long enough to report progress */
 }
 
 static void crash_after_storing(void **state)
 {
     (void)state;
-    crash_at("stored");
+    crash_at("stored", clip_path);
 }
 
 static void crash_after_done(void **state)
 {
     (void)state;
-    crash_at("done");
+    crash_at("done", clip_path);
 }
 
 static void crash_after_publishing(void **state)
 {
     (void)state;
-    crash_at("published");
+    crash_at("published", clip_path);
 }
 
 static void sigterm_finishes_the_running_job(void **state)
@@ -564,6 +570,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(unknown_job_is_dropped),
         cmocka_unit_test(poison_message_is_dead_lettered),
         cmocka_unit_test(crash_while_converting),
+        cmocka_unit_test(crash_while_decoding),
         cmocka_unit_test(crash_after_storing),
         cmocka_unit_test(crash_after_done),
         cmocka_unit_test(crash_after_publishing),
