@@ -5,7 +5,8 @@
  * 0 when the input has nothing usable (not an error: the transcode decides
  * whether the file is good), or TRANSCODE_ENOMEM. A failure of the input's
  * callbacks is recorded in struct source and turned into TRANSCODE_EIO by
- * cover_extract, whatever the demuxer made of it.
+ * cover_extract, whatever the demuxer made of it; so is the caller's stop,
+ * turned into TRANSCODE_ECANCELED.
  */
 #include "converter/cover.h"
 #include "gateway/probe.h"
@@ -38,14 +39,28 @@
 
 struct source {
     const struct transcode_input *in;
-    bool failed; /* a callback reported an error: the answer is TRANSCODE_EIO */
+    int (*stop)(void *cls); /* cover_extract's; may be NULL */
+    void *stop_cls;
+    bool failed;  /* a callback reported an error: the answer is TRANSCODE_EIO */
+    bool stopped; /* stop said so: the answer is TRANSCODE_ECANCELED (sticky) */
 };
+
+/* Whether the caller asked to stop; also libavformat's interrupt callback. */
+static int should_stop(void *opaque)
+{
+    struct source *s = opaque;
+    if (!s->stopped && s->stop != NULL && s->stop(s->stop_cls) != 0)
+        s->stopped = true;
+    return s->stopped;
+}
 
 static int io_read(void *opaque, uint8_t *buf, int size)
 {
     struct source *s = opaque;
     if (s->failed)
         return AVERROR(EIO);
+    if (should_stop(s))
+        return AVERROR_EXIT;
     long n = s->in->read(s->in->cls, buf, (size_t)size);
     if (n < 0 || n > size) {
         s->failed = true;
@@ -94,11 +109,62 @@ static void close_input(AVFormatContext **fmt, AVIOContext **pb)
     }
 }
 
-/* Opens a demuxer over s and reads the streams' parameters. On return
+/*
+ * The demuxer for the input when the caller gave none: libavformat's
+ * probe of the first bytes (each demuxer's read_probe looks at a buffer;
+ * none parses the file), at the gateway's threshold (probe.c), then the
+ * allow-list. NULL when the input is not one of its media containers.
+ * pb is left at the start, the probed bytes kept in its buffer.
+ */
+static const AVInputFormat *probe_input(AVIOContext *pb)
+{
+    const AVInputFormat *fmt = NULL;
+    int score = av_probe_input_buffer2(pb, &fmt, "", NULL, 0, PROBE_BYTES_MAX);
+    if (score < AVPROBE_SCORE_MAX / 4 || fmt == NULL || !probe_format_allowed(fmt->name))
+        return NULL;
+    return fmt;
+}
+
+/* Options for avformat_find_stream_info, one dictionary per stream (caller
+ * frees with free_stream_options): its probing decoders refuse frames
+ * larger than PIXELS_MAX too. NULL when out of memory. */
+static AVDictionary **stream_options(const AVFormatContext *f)
+{
+    AVDictionary **opts = av_calloc(f->nb_streams > 0 ? f->nb_streams : 1, sizeof(*opts));
+    if (opts == NULL)
+        return NULL;
+    for (unsigned i = 0; i < f->nb_streams; i++) {
+        if (av_dict_set_int(&opts[i], "max_pixels", PIXELS_MAX, 0) < 0) {
+            for (unsigned j = 0; j <= i; j++)
+                av_dict_free(&opts[j]);
+            av_free(opts);
+            return NULL;
+        }
+    }
+    return opts;
+}
+
+static void free_stream_options(AVDictionary **opts, unsigned n)
+{
+    for (unsigned i = 0; opts != NULL && i < n; i++)
+        av_dict_free(&opts[i]);
+    av_free(opts);
+}
+
+/* Opens the demuxer iformat (NULL: probed here) over s and reads the
+ * streams' parameters. Only a demuxer of the allow-list runs: iformat is
+ * checked, or chosen by probe_input, before avformat_open_input reads the
+ * header, and it is the only format nested demuxers may open. On return
  * *fmt and *pb are set or NULL, for close_input, whatever the result. */
-static int open_input(struct source *s, AVFormatContext **fmt, AVIOContext **pb)
+static int open_input(struct source *s, const AVInputFormat *iformat, AVFormatContext **fmt,
+                      AVIOContext **pb)
 {
     *fmt = NULL;
+    /* from the start, wherever the caller's probe left the source */
+    if (s->in->seek != NULL && s->in->seek(s->in->cls, 0, SEEK_SET) < 0) {
+        s->failed = true;
+        return 0;
+    }
     unsigned char *buf = av_malloc(IO_BUFFER_BYTES);
     if (buf == NULL)
         return TRANSCODE_ENOMEM;
@@ -108,26 +174,36 @@ static int open_input(struct source *s, AVFormatContext **fmt, AVIOContext **pb)
         av_free(buf);
         return TRANSCODE_ENOMEM;
     }
+    if (iformat == NULL)
+        iformat = probe_input(*pb);
+    /* the gateway's allow-list: a text file read as "tty" art is no cover,
+     * and playlist demuxers (hls, concat) never see the bytes */
+    if (iformat == NULL || !probe_format_allowed(iformat->name))
+        return 0;
     AVFormatContext *f = avformat_alloc_context();
     if (f == NULL)
         return TRANSCODE_ENOMEM;
     f->pb = *pb;
     f->flags |= AVFMT_FLAG_CUSTOM_IO;
     f->io_open = refuse_open;
+    f->interrupt_callback = (AVIOInterruptCB){should_stop, s};
     f->probesize = PROBE_BYTES_MAX;
     f->max_analyze_duration = ANALYZE_SECONDS_MAX * (int64_t)AV_TIME_BASE;
-    if (av_opt_set(f, "protocol_whitelist", "", 0) < 0) {
+    if (av_opt_set(f, "protocol_whitelist", "", 0) < 0 ||
+        av_opt_set(f, "format_whitelist", iformat->name, 0) < 0) {
         avformat_free_context(f);
         return TRANSCODE_ENOMEM;
     }
-    if (avformat_open_input(&f, NULL, NULL, NULL) < 0)
+    if (avformat_open_input(&f, "", iformat, NULL) < 0)
         return 0; /* it freed f */
     *fmt = f;
-    /* the gateway's allow-list: a text file read as "tty" art is no cover,
-     * and playlists (which could open nothing anyway) are not media */
-    if (!probe_format_allowed(f->iformat->name))
-        return 0;
-    return avformat_find_stream_info(f, NULL) < 0 ? 0 : 1;
+    unsigned n = f->nb_streams;
+    AVDictionary **opts = stream_options(f);
+    if (opts == NULL)
+        return TRANSCODE_ENOMEM;
+    int rc = avformat_find_stream_info(f, opts);
+    free_stream_options(opts, n);
+    return rc < 0 ? 0 : 1;
 }
 
 /* A decoder for st, one thread (the caller's CPU time is what the
@@ -397,12 +473,12 @@ static void seek_in(AVFormatContext *fmt, const AVStream *st)
  * skipped (they decode to grey or broken pictures) unless the first half
  * of the budget has none, as in intra-refresh streams.
  */
-static int decode_frame(AVFormatContext *fmt, const AVStream *st, AVCodecContext *dec,
-                        AVPacket *pkt, AVFrame *frame)
+static int decode_frame(struct source *s, AVFormatContext *fmt, const AVStream *st,
+                        AVCodecContext *dec, AVPacket *pkt, AVFrame *frame)
 {
     int seen = 0, reads = 0;
     bool started = false;
-    while (seen < VIDEO_PACKETS_MAX && reads++ < READS_MAX) {
+    while (seen < VIDEO_PACKETS_MAX && reads++ < READS_MAX && !should_stop(s)) {
         int r = av_read_frame(fmt, pkt);
         if (r == AVERROR(EAGAIN))
             continue;
@@ -426,12 +502,13 @@ static int decode_frame(AVFormatContext *fmt, const AVStream *st, AVCodecContext
             return 1;
     }
     /* the decoder may hold back frames (B-frame delay) until drained */
-    if (started && avcodec_send_packet(dec, NULL) >= 0 && avcodec_receive_frame(dec, frame) == 0)
+    if (started && !s->stopped && avcodec_send_packet(dec, NULL) >= 0 &&
+        avcodec_receive_frame(dec, frame) == 0)
         return 1;
     return 0;
 }
 
-static int from_video(AVFormatContext *fmt, struct cover *out)
+static int from_video(struct source *s, AVFormatContext *fmt, struct cover *out)
 {
     AVStream *st = pick_video(fmt);
     if (st == NULL)
@@ -450,7 +527,7 @@ static int from_video(AVFormatContext *fmt, struct cover *out)
     if (frame == NULL || pkt == NULL)
         goto out;
     seek_in(fmt, st);
-    rc = decode_frame(fmt, st, dec, pkt, frame);
+    rc = decode_frame(s, fmt, st, dec, pkt, frame);
     if (rc == 1)
         rc = encode_jpeg(frame, av_guess_sample_aspect_ratio(fmt, st, frame), out);
 out:
@@ -460,22 +537,26 @@ out:
     return rc;
 }
 
-int cover_extract(const struct transcode_input *in, struct cover *out)
+int cover_extract(const struct transcode_input *in, const struct AVInputFormat *format,
+                  int (*stop)(void *cls), void *stop_cls, struct cover *out)
 {
     memset(out, 0, sizeof(*out));
     if (in == NULL || in->read == NULL)
         return TRANSCODE_EIO;
-    struct source s = {.in = in, .failed = false};
+    struct source s = {.in = in, .stop = stop, .stop_cls = stop_cls};
     AVFormatContext *fmt = NULL;
     AVIOContext *pb = NULL;
-    int rc = open_input(&s, &fmt, &pb);
+    int rc = open_input(&s, format, &fmt, &pb);
     if (rc == 1) {
         rc = from_attached(fmt, out);
         if (rc == 0)
-            rc = from_video(fmt, out);
+            rc = from_video(&s, fmt, out);
     }
     close_input(&fmt, &pb);
-    if (s.failed) {
+    if (s.stopped) {
+        cover_free(out);
+        rc = TRANSCODE_ECANCELED;
+    } else if (s.failed) {
         /* whatever came out of a source that failed may be a wrong frame */
         cover_free(out);
         rc = TRANSCODE_EIO;

@@ -1,13 +1,15 @@
 /*
  * transcode: see transcode.h.
  *
- * The flow: cover_extract() reads the picture on its own demuxer first;
- * then one demuxer over the caller's callbacks, only the chosen audio
- * stream read (the others are AVDISCARD_ALL, so the demuxer skips their
- * bytes), decoded, resampled when needed, cut into the encoder's frame size
- * by a FIFO and encoded; or, for MP3 sources, copied. The mp3 muxer writes
- * into a spill buffer (spill.h) because it seeks back at the end to fill in
- * the Xing/LAME header; only a finished MP3 reaches the output callback.
+ * The flow: the input's format is probed once, on its first bytes, and
+ * refused unless it is on the allow-list; cover_extract() reads the picture
+ * on its own demuxer of that format; then one demuxer of that format over
+ * the caller's callbacks, only the chosen audio stream read (the others are
+ * AVDISCARD_ALL from the header on, so neither the stream analysis nor the
+ * demuxer decodes or returns them), decoded, resampled when needed, cut into the encoder's frame
+ * size by a FIFO and encoded; or, for MP3 sources, copied. The mp3 muxer writes into a spill buffer
+ * (spill.h) because it seeks back at the end to fill in the Xing/LAME header; only a finished MP3
+ * reaches the output callback.
  *
  * Every failure goes through fail(), which prefers what really happened
  * (cancel, CPU limit, input error, output limit) over the error code a
@@ -38,6 +40,9 @@
  * streams: libavformat's defaults, written down so they stay bounded. */
 #define PROBE_BYTES_MAX (5 * 1000 * 1000)
 #define ANALYZE_US_MAX (5 * (int64_t)AV_TIME_BASE)
+/* What a decoder probing a stream may allocate for one frame (8K x 8K),
+ * for the streams that cannot be discarded before the analysis. */
+#define PIXELS_MAX (8192 * 8192)
 /* Undecodable packets skipped before the audio is declared broken. */
 #define BAD_PACKETS_MAX 100
 #define PROGRESS_INTERVAL 0.5
@@ -245,14 +250,19 @@ static int refuse_io_open(struct AVFormatContext *s, AVIOContext **pb, const cha
     return AVERROR(EPERM);
 }
 
-/* The demuxer over the callbacks: probed first, so only a demuxer of the
- * allow-list (probe.h) ever reads the file, then the streams found. */
-static int open_input(struct tc *t)
+/* A reader over the callbacks from the start of the input, replacing
+ * the one an earlier pass used (cover_extract moves the source). */
+static void free_reader(struct tc *t)
 {
-    t->in_size = t->in->seek(t->in->cls, 0, TRANSCODE_SEEK_SIZE);
-    if (t->in_size < 0)
-        t->in_size = -1;
-    if (t->in->seek(t->in->cls, 0, SEEK_SET) < 0) { /* cover_extract moved it */
+    if (t->in_pb != NULL)
+        av_freep(&t->in_pb->buffer); /* the probe may have replaced it */
+    avio_context_free(&t->in_pb);
+}
+
+static int new_reader(struct tc *t)
+{
+    free_reader(t);
+    if (t->in->seek(t->in->cls, 0, SEEK_SET) < 0) {
         t->in_error = 1;
         return fail(t, 0, TRANSCODE_EIO, "");
     }
@@ -264,12 +274,70 @@ static int open_input(struct tc *t)
         av_free(buf);
         return fail(t, AVERROR(ENOMEM), TRANSCODE_ENOMEM, "out of memory");
     }
-    const AVInputFormat *fmt = NULL;
-    int rc = av_probe_input_buffer2(t->in_pb, &fmt, "", NULL, 0, PROBE_BYTES_MAX);
-    /* the gateway's threshold (probe.c): a weak guess is not a format */
-    if (rc < AVPROBE_SCORE_MAX / 4 || fmt == NULL || !probe_format_allowed(fmt->name))
-        return fail(t, rc, TRANSCODE_EMEDIA, R_UNREADABLE);
+    return 0;
+}
 
+/* The input's demuxer into *fmt, from libavformat's probe of the first
+ * bytes (each demuxer's read_probe looks at a buffer; none parses the
+ * file): only a demuxer of the allow-list (probe.h) ever reads the file,
+ * in cover_extract or in open_input. */
+static int probe_input(struct tc *t, const AVInputFormat **fmt)
+{
+    t->in_size = t->in->seek(t->in->cls, 0, TRANSCODE_SEEK_SIZE);
+    if (t->in_size < 0)
+        t->in_size = -1;
+    int rc = new_reader(t);
+    if (rc < 0)
+        return rc;
+    *fmt = NULL;
+    rc = av_probe_input_buffer2(t->in_pb, fmt, "", NULL, 0, PROBE_BYTES_MAX);
+    /* the gateway's threshold (probe.c): a weak guess is not a format */
+    if (rc < AVPROBE_SCORE_MAX / 4 || *fmt == NULL || !probe_format_allowed((*fmt)->name))
+        return fail(t, rc, TRANSCODE_EMEDIA, R_UNREADABLE);
+    free_reader(t); /* not held while cover_extract reads */
+    return 0;
+}
+
+/*
+ * Only audio is analysed: the streams the header already typed as
+ * something else (MP4, Matroska, MPEG-TS type theirs) are AVDISCARD_ALL
+ * before avformat_find_stream_info, which then neither reads nor decodes
+ * them (a hostile 16K H.264 video would cost CPU and memory for nothing).
+ * A stream of unknown type is left for the analysis to tell.
+ */
+static void discard_non_audio(AVFormatContext *f)
+{
+    for (unsigned i = 0; i < f->nb_streams; i++) {
+        enum AVMediaType type = f->streams[i]->codecpar->codec_type;
+        if (type != AVMEDIA_TYPE_AUDIO && type != AVMEDIA_TYPE_UNKNOWN)
+            f->streams[i]->discard = AVDISCARD_ALL;
+    }
+}
+
+/* avformat_find_stream_info on t->ifmt, its probing decoders refusing
+ * frames larger than PIXELS_MAX (for what discard_non_audio left). */
+static int find_stream_info(struct tc *t)
+{
+    unsigned n = t->ifmt->nb_streams;
+    AVDictionary **opts = av_calloc(n > 0 ? n : 1, sizeof(*opts));
+    int rc = opts != NULL ? 0 : AVERROR(ENOMEM);
+    for (unsigned i = 0; rc >= 0 && i < n; i++)
+        rc = av_dict_set_int(&opts[i], "max_pixels", PIXELS_MAX, 0);
+    if (rc >= 0)
+        rc = avformat_find_stream_info(t->ifmt, opts);
+    for (unsigned i = 0; opts != NULL && i < n; i++)
+        av_dict_free(&opts[i]);
+    av_free(opts);
+    return rc;
+}
+
+/* The demuxer fmt (probe_input's) over the callbacks, no probing again,
+ * then the audio streams found. */
+static int open_input(struct tc *t, const AVInputFormat *fmt)
+{
+    int rc = new_reader(t);
+    if (rc < 0)
+        return rc;
     t->ifmt = avformat_alloc_context();
     if (t->ifmt == NULL)
         return fail(t, AVERROR(ENOMEM), TRANSCODE_ENOMEM, "out of memory");
@@ -287,10 +355,28 @@ static int open_input(struct tc *t)
     rc = avformat_open_input(&t->ifmt, "", fmt, NULL); /* frees ifmt on failure */
     if (rc < 0)
         return fail(t, rc, TRANSCODE_EMEDIA, R_UNREADABLE);
-    rc = avformat_find_stream_info(t->ifmt, NULL);
+    discard_non_audio(t->ifmt);
+    rc = find_stream_info(t);
     if (rc < 0)
         return fail(t, rc, TRANSCODE_EMEDIA, R_UNREADABLE);
     return 0;
+}
+
+/* The picture for the tags (cover.h), read with the same demuxer and
+ * under the same cancel and CPU limit. Its failures are the input's,
+ * the limit's or memory's: a file without a picture is not one. */
+static int read_cover(struct tc *t, const AVInputFormat *fmt)
+{
+    int rc = cover_extract(t->in, fmt, on_interrupt, t, &t->cover);
+    if (rc >= 0) {
+        t->have_cover = rc == 1;
+        return 0;
+    }
+    if (rc == TRANSCODE_ENOMEM)
+        return fail(t, AVERROR(ENOMEM), TRANSCODE_ENOMEM, "out of memory");
+    if (rc != TRANSCODE_ECANCELED || t->stop == STOP_NONE)
+        t->in_error = 1;
+    return fail(t, 0, TRANSCODE_EIO, "");
 }
 
 /* The audio stream to convert: the first default one we can decode, else
@@ -894,9 +980,7 @@ static void cleanup(struct tc *t)
     av_packet_free(&t->pkt);
     avcodec_free_context(&t->dec);
     avformat_close_input(&t->ifmt);
-    if (t->in_pb != NULL)
-        av_freep(&t->in_pb->buffer);
-    avio_context_free(&t->in_pb);
+    free_reader(t);
     if (t->have_cover)
         cover_free(&t->cover);
 }
@@ -919,14 +1003,10 @@ int transcode(const struct transcode_input *in, const struct transcode_output *o
     }
     struct tc t = {.in = in, .o = o, .res = res, .cpu_start = thread_cpu()};
 
-    int rc = cover_extract(in, &t.cover);
-    if (rc < 0) {
-        t.in_error = 1;
-        rc = fail(&t, 0, TRANSCODE_EIO, "");
-        goto out;
-    }
-    t.have_cover = rc == 1;
-    if ((rc = open_input(&t)) < 0 || (rc = pick_stream(&t)) < 0 || (rc = open_output(&t)) < 0)
+    const AVInputFormat *fmt = NULL;
+    int rc;
+    if ((rc = probe_input(&t, &fmt)) < 0 || (rc = read_cover(&t, fmt)) < 0 ||
+        (rc = open_input(&t, fmt)) < 0 || (rc = pick_stream(&t)) < 0 || (rc = open_output(&t)) < 0)
         goto out;
     t.pkt = av_packet_alloc();
     if (t.pkt == NULL) {

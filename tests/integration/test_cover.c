@@ -1,13 +1,15 @@
 /*
  * Integration: cover_extract (converter/cover.h) on short clips the ffmpeg
  * command-line tool makes at the start (videos, audio with cover art,
- * audio only), read through transcode_input callbacks over memory. The
- * JPEGs it returns are checked with ffprobe.
+ * audio only, playlists), read through transcode_input callbacks over
+ * memory. The JPEGs it returns are checked with ffprobe.
  * Usage: test_cover (needs /usr/bin/ffmpeg and /usr/bin/ffprobe)
  */
 #include "harness.h"
 
+#include <libavformat/avformat.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,18 +112,55 @@ static void write_file(const char *name, const void *data, size_t len)
     free(p);
 }
 
+struct asked {
+    int count;   /* times the stop callback was called */
+    int stop_at; /* it says stop at this call (0: never) */
+};
+
+static int stop_cb(void *cls)
+{
+    struct asked *a = cls;
+    return ++a->count == a->stop_at || (a->stop_at > 0 && a->count > a->stop_at);
+}
+
+struct how {
+    const char *format; /* the demuxer to pass, by name; NULL: cover_extract probes */
+    bool ask;           /* pass a stop callback */
+    int stop_at;        /* the call at which it says stop (0: never) */
+    int asked;          /* out: times it was called */
+    size_t delivered;   /* out: bytes the source delivered */
+};
+
 /* cover_extract on the named file, its first len bytes when len is not 0,
- * with reads failing after fail_after bytes (-1: never). */
-static int extract(const char *name, size_t len, long fail_after, struct cover *c)
+ * with reads failing after fail_after bytes (-1: never), as h says (may
+ * be NULL). */
+static int extract_how(const char *name, size_t len, long fail_after, struct how *h,
+                       struct cover *c)
 {
     struct mem m = {.fail_after = fail_after};
     m.data = slurp(name, &m.len);
     if (len != 0 && len < m.len)
         m.len = len;
     struct transcode_input in = {.read = mem_read, .seek = mem_seek, .cls = &m, .filename = name};
-    int rc = cover_extract(&in, c);
+    const AVInputFormat *fmt = NULL;
+    struct asked a = {.stop_at = h != NULL ? h->stop_at : 0};
+    if (h != NULL && h->format != NULL) {
+        fmt = av_find_input_format(h->format);
+        if (fmt == NULL)
+            fail_msg("no demuxer %s in this libavformat", h->format);
+    }
+    int rc = cover_extract(&in, fmt, h != NULL && h->ask ? stop_cb : NULL, &a, c);
     free(m.data);
+    if (h != NULL) {
+        h->asked = a.count;
+        h->delivered = m.delivered;
+    }
     return rc;
+}
+
+static int extract(const char *name, size_t len, long fail_after, struct cover *c)
+{
+    return extract_how(name, len, fail_after, NULL, c);
 }
 
 /* Runs ffmpeg with these arguments after "-v error -y"; fails on error. */
@@ -208,6 +247,11 @@ static int make_clips(void **state)
     static const char text[] = "These are not the frames you are looking for.\n"
                                "Just some notes, saved with a video's name.\n";
     write_file("notes.txt", text, sizeof(text) - 1);
+    static const char concat[] = "ffconcat version 1.0\nfile wide.mp4\n";
+    write_file("list.ffconcat", concat, sizeof(concat) - 1);
+    static const char hls[] = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-MEDIA-SEQUENCE:0\n"
+                              "#EXTINF:2.0,\nwide.mp4\n#EXT-X-ENDLIST\n";
+    write_file("list.m3u8", hls, sizeof(hls) - 1);
     return 0;
 }
 
@@ -321,6 +365,59 @@ static void input_fails(void **state)
     assert_null(c.data);
 }
 
+/* The caller's format is used as it is: no probe, the same picture. */
+static void format_given(void **state)
+{
+    (void)state;
+    struct cover a, b;
+    struct how h = {.format = "mp4"};
+    assert_int_equal(extract_how("wide.mp4", 0, -1, &h, &a), 1);
+    assert_int_equal(extract("wide.mp4", 0, -1, &b), 1);
+    assert_int_equal(a.len, b.len);
+    assert_memory_equal(a.data, b.data, a.len);
+    cover_free(&a);
+    cover_free(&b);
+}
+
+/* Playlists and scripts are refused before their demuxer reads a byte:
+ * given as the format, nothing is read at all; probed, they are not on
+ * the allow-list. */
+static void playlists_refused(void **state)
+{
+    (void)state;
+    struct cover c;
+    struct how h = {.format = "concat"};
+    assert_int_equal(extract_how("list.ffconcat", 0, -1, &h, &c), 0);
+    assert_null(c.data);
+    assert_int_equal(h.delivered, 0);
+    h = (struct how){.format = "hls"};
+    assert_int_equal(extract_how("list.m3u8", 0, -1, &h, &c), 0);
+    assert_int_equal(h.delivered, 0);
+    assert_int_equal(extract("list.ffconcat", 0, -1, &c), 0);
+    assert_null(c.data);
+    assert_int_equal(extract("list.m3u8", 0, -1, &c), 0);
+    assert_null(c.data);
+}
+
+/* The caller's stop ends the extraction, early or late, with no picture. */
+static void stopped(void **state)
+{
+    (void)state;
+    struct cover c;
+    struct how h = {.format = "mp4", .ask = true};
+    assert_int_equal(extract_how("wide.mp4", 0, -1, &h, &c), 1);
+    cover_free(&c);
+    int all = h.asked;
+    assert_true(all > 2);
+    h = (struct how){.ask = true, .stop_at = 1};
+    assert_int_equal(extract_how("wide.mp4", 0, -1, &h, &c), TRANSCODE_ECANCELED);
+    assert_null(c.data);
+    assert_int_equal(h.delivered, 0);
+    h = (struct how){.format = "mp4", .ask = true, .stop_at = all / 2};
+    assert_int_equal(extract_how("wide.mp4", 0, -1, &h, &c), TRANSCODE_ECANCELED);
+    assert_null(c.data);
+}
+
 static void *extract_wide(void *arg)
 {
     struct cover *c = arg;
@@ -350,10 +447,17 @@ static void concurrent(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(video_frame_scaled),  cmocka_unit_test(small_video_not_enlarged),
-        cmocka_unit_test(portrait_video),      cmocka_unit_test(attached_png_as_is),
-        cmocka_unit_test(attached_jpeg_as_is), cmocka_unit_test(attached_bmp_reencoded),
-        cmocka_unit_test(no_picture),          cmocka_unit_test(input_fails),
+        cmocka_unit_test(video_frame_scaled),
+        cmocka_unit_test(small_video_not_enlarged),
+        cmocka_unit_test(portrait_video),
+        cmocka_unit_test(attached_png_as_is),
+        cmocka_unit_test(attached_jpeg_as_is),
+        cmocka_unit_test(attached_bmp_reencoded),
+        cmocka_unit_test(no_picture),
+        cmocka_unit_test(input_fails),
+        cmocka_unit_test(format_given),
+        cmocka_unit_test(playlists_refused),
+        cmocka_unit_test(stopped),
         cmocka_unit_test(concurrent),
     };
     return cmocka_run_group_tests_name("cover", tests, make_clips, remove_clips);
