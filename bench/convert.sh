@@ -80,26 +80,31 @@ throughput() { # workers -> jobs/minute
   local ap gp mp
   ap=$(free_port); gp=$(free_port); mp=$(free_port)
   export DATA_DIR=$dir BIND_ADDRESS=127.0.0.1 AUTH_PORT=$ap GATEWAY_PORT=$gp METRICS_PORT=$mp \
+    AUTH_SVC_ADDRESS=127.0.0.1:$ap \
     JWT_SECRET=bench-secret-0123456789abcdef0123456789 MAX_UPLOAD_BYTES=4294967296
   echo "bench-password" | "$bin" user add bench@example.com --admin >/dev/null
   "$bin" auth >"$dir/auth.log" 2>&1 & pids+=($!)
   "$bin" gateway >"$dir/gw.log" 2>&1 & pids+=($!)
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$gp/healthz" >/dev/null && break; sleep 0.1; done
-  local tok
-  tok=$(curl -sf -X POST -u bench@example.com:bench-password "http://127.0.0.1:$gp/login" |
-    python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+  local tok=""
+  for _ in $(seq 1 100); do
+    tok=$(curl -sf -X POST -u bench@example.com:bench-password "http://127.0.0.1:$gp/login" 2>/dev/null |
+      python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])' 2>/dev/null) && break
+    sleep 0.1
+  done
+  [ -n "$tok" ] || { echo "bench: no login (see $dir/*.log)" >&2; exit 1; }
   for i in $(seq 1 "$batch"); do
     curl -sf -H "Authorization: Bearer $tok" -F "file=@$clip;filename=clip$i.mp4" "http://127.0.0.1:$gp/upload" >/dev/null
   done
   local t0 t1
   t0=$(date +%s.%N)
   CONVERTER_WORKERS=$workers "$bin" converter >"$dir/conv.log" 2>&1 & pids+=($!)
-  while :; do
-    local n
-    n=$(curl -sf -H "Authorization: Bearer $tok" "http://127.0.0.1:$gp/jobs?limit=100" |
-      python3 -c 'import json,sys; print(sum(j["status"] in ("done","failed") for j in json.load(sys.stdin)["jobs"]))')
-    [ "$n" -ge "$batch" ] && break
+  local n=0 waited=0
+  while [ "$n" -lt "$batch" ]; do
     sleep 0.2
+    waited=$((waited + 1))
+    [ "$waited" -lt 9000 ] || { echo "bench: converter did not finish (see $dir/conv.log)" >&2; exit 1; }
+    n=$(curl -sf -H "Authorization: Bearer $tok" "http://127.0.0.1:$gp/jobs?limit=100" |
+      python3 -c 'import json,sys; print(sum(j["status"] in ("done","failed") for j in json.load(sys.stdin)["jobs"]))' 2>/dev/null) || n=0
   done
   t1=$(date +%s.%N)
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
