@@ -668,8 +668,21 @@ static void sigterm_drains_in_flight(void **state)
     pthread_t t[4];
     for (int i = 0; i < 4; i++)
         pthread_create(&t[i], NULL, slow_login, &s);
-    struct timespec ts = {0, 30 * 1000 * 1000};
-    nanosleep(&ts, NULL); /* the logins are now hashing, one at a time */
+    /* wait until all four are in (the metrics request itself is the fifth) */
+    char murl[128];
+    snprintf(murl, sizeof(murl), "%s/metrics", s.base);
+    int in_flight = 0;
+    for (int i = 0; i < 500 && in_flight < 5; i++) {
+        struct th_resp m;
+        th_http("GET", murl, NULL, NULL, 0, &m);
+        const char *p =
+            m.body != NULL ? strstr(m.body, "http_requests_in_flight{svc=\"auth\"} ") : NULL;
+        in_flight = p != NULL ? atoi(p + strlen("http_requests_in_flight{svc=\"auth\"} ")) : 0;
+        th_resp_free(&m);
+        if (in_flight < 5)
+            th_sleep_ms(10);
+    }
+    assert_true(in_flight >= 5); /* the logins are now hashing, one at a time */
     kill(s.pid, SIGTERM);
     for (int i = 0; i < 4; i++) {
         void *status = NULL;
