@@ -12,6 +12,8 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVID2MP3_TESTS=OFF >/dev/
 cmake --build build -j"$(nproc)" --target vid2mp3
 
 export DATA_DIR=${DATA_DIR:-$PWD/data}
+# libmongoc's /dev/shm counters are unused and can print a non-JSON line.
+export MONGOC_DISABLE_SHM=1
 bin=$PWD/build/vid2mp3
 port=${AUTH_PORT:-5000}
 gw_port=${GATEWAY_PORT:-8080}
