@@ -84,7 +84,7 @@ static int usage(const char *why)
 static int parse_options(int argc, char **argv, struct transcode_options *o)
 {
     int quality_set = 0;
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc; i += 2) { /* NAME VALUE pairs */
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(argv[i], "--quality") == 0) {
             if (parse_int(v, 0, 9, &o->quality) != 0)
@@ -104,7 +104,6 @@ static int parse_options(int argc, char **argv, struct transcode_options *o)
         } else {
             return usage("unknown argument");
         }
-        i++;
     }
     if (quality_set && o->bitrate != 0)
         return usage("--quality and --bitrate exclude each other");
