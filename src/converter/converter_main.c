@@ -6,6 +6,7 @@
 #include "core/http.h"
 #include "core/log.h"
 #include "core/service.h"
+#include "store/stores.h"
 
 #include <stdio.h>
 
@@ -22,22 +23,13 @@ int converter_main(int argc, char **argv)
         return rc;
     service_block_signals();
 
-    struct blobs *blobs = NULL;
-    struct jobs *jobs = NULL;
-    struct queue *queue = NULL;
+    struct stores st = {0};
     struct converter *conv = NULL;
     struct http_server *srv = NULL;
     rc = EXIT_FAILURE_RUNTIME;
-    blobs = blobs_open(&cfg, err, sizeof(err));
-    if (blobs == NULL)
+    if (stores_open(&cfg, &st, err, sizeof(err)) != 0)
         goto fail;
-    jobs = jobs_open(&cfg, err, sizeof(err));
-    if (jobs == NULL)
-        goto fail;
-    queue = queue_open(&cfg, err, sizeof(err));
-    if (queue == NULL)
-        goto fail;
-    struct converter_deps deps = {blobs, jobs, queue};
+    struct converter_deps deps = {st.blobs, st.jobs, st.queue};
     conv = converter_start(&cfg, &deps, err, sizeof(err));
     if (conv == NULL)
         goto fail;
@@ -54,8 +46,9 @@ int converter_main(int argc, char **argv)
         goto fail;
     log_info("converter running",
              json_pack("{s:s, s:i, s:s, s:s, s:s, s:s}", "address", cfg.bind_address,
-                       "metrics_port", http_server_port(srv), "queue", queue->ops->name, "blobs",
-                       blobs->ops->name, "jobs", jobs->ops->name, "video_queue", cfg.video_queue));
+                       "metrics_port", http_server_port(srv), "queue", st.queue->ops->name, "blobs",
+                       st.blobs->ops->name, "jobs", st.jobs->ops->name, "video_queue",
+                       cfg.video_queue));
 
     int sig = service_wait_signal();
     log_info("stopping",
@@ -72,8 +65,6 @@ fail:
 out:
     converter_stop(conv, 0);
     http_server_stop(srv, 0);
-    queue_free(queue);
-    jobs_free(jobs);
-    blobs_free(blobs);
+    stores_close(&st);
     return rc;
 }

@@ -3,6 +3,7 @@
 
 #include "core/log.h"
 #include "core/service.h"
+#include "store/stores.h"
 
 #include <stdio.h>
 
@@ -17,23 +18,14 @@ int gateway_main(int argc, char **argv)
         return rc;
     service_block_signals();
 
-    struct blobs *blobs = NULL;
-    struct jobs *jobs = NULL;
-    struct queue *queue = NULL;
+    struct stores st = {0};
     struct gateway *gw = NULL;
     struct http_server *srv = NULL;
     rc = EXIT_FAILURE_RUNTIME;
-    blobs = blobs_open(&cfg, err, sizeof(err));
-    if (blobs == NULL)
-        goto fail;
-    jobs = jobs_open(&cfg, err, sizeof(err));
-    if (jobs == NULL)
-        goto fail;
-    queue = queue_open(&cfg, err, sizeof(err));
-    if (queue == NULL)
+    if (stores_open(&cfg, &st, err, sizeof(err)) != 0)
         goto fail;
     struct gateway_deps deps = {
-        .blobs = blobs, .jobs = jobs, .queue = queue, .jwt_secret = cfg.jwt_secret};
+        .blobs = st.blobs, .jobs = st.jobs, .queue = st.queue, .jwt_secret = cfg.jwt_secret};
     gw = gateway_new(&cfg, &deps, err, sizeof(err));
     if (gw == NULL)
         goto fail;
@@ -42,8 +34,8 @@ int gateway_main(int argc, char **argv)
         goto fail;
     log_info("gateway listening",
              json_pack("{s:s, s:i, s:s, s:s, s:s, s:s, s:s}", "address", cfg.bind_address, "port",
-                       http_server_port(srv), "blobs", blobs->ops->name, "jobs", jobs->ops->name,
-                       "queue", queue->ops->name, "tokens",
+                       http_server_port(srv), "blobs", st.blobs->ops->name, "jobs",
+                       st.jobs->ops->name, "queue", st.queue->ops->name, "tokens",
                        cfg.jwt_secret != NULL ? "verified here" : "verified by the auth service",
                        "auth_service", cfg.auth_svc_address));
 
@@ -58,8 +50,6 @@ fail:
     log_error("gateway failed to start", json_pack("{s:s}", "reason", err));
 out:
     gateway_free(gw);
-    queue_free(queue);
-    jobs_free(jobs);
-    blobs_free(blobs);
+    stores_close(&st);
     return rc;
 }
