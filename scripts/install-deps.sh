@@ -21,7 +21,7 @@ build=(
 # Tests: unit framework, real servers on loopback, probes, load generator.
 test=(
   libcmocka-dev libclang-rt-14-dev curl ffmpeg sqlite3 procps iproute2
-  mariadb-server mariadb-client rabbitmq-server python3-aiosmtpd
+  mariadb-server mariadb-client rabbitmq-server python3-aiosmtpd openssl
   wrk bc time
 )
 

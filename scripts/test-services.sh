@@ -7,14 +7,21 @@
 #   scripts/test-services.sh mariadb-stop|mariadb-start [STATE_DIR]
 #   scripts/test-services.sh rabbitmq-stop|rabbitmq-start [STATE_DIR]
 #   scripts/test-services.sh mongo-stop|mongo-start [STATE_DIR]
+#   scripts/test-services.sh smtp-stop|smtp-start [STATE_DIR]
 #                                                stop or restart one server (outage tests),
-#                                                same port, same data
+#                                                same port, same data (smtp: the STARTTLS
+#                                                instance only)
 #
 # STATE_DIR defaults to $VID2MP3_TEST_STATE, else /tmp/vid2mp3-test-services.
 # STATE_DIR/env holds `export VAR=value` lines for the tests:
 #   VID2MP3_TEST_STATE, VID2MP3_TEST_SERVICES (this script),
 #   VID2MP3_TEST_MYSQL_HOST, _PORT, _USER, _PASSWORD (MariaDB),
-#   VID2MP3_TEST_AMQP_URL (RabbitMQ), VID2MP3_TEST_MONGODB_URI (MongoDB wire)
+#   VID2MP3_TEST_AMQP_URL (RabbitMQ), VID2MP3_TEST_MONGODB_URI (MongoDB wire),
+#   VID2MP3_TEST_SMTP_PORT (SMTP sink offering STARTTLS, tests/smtp_sink.py),
+#   VID2MP3_TEST_SMTP_PLAIN_PORT (SMTP sink without STARTTLS, AUTH in the clear),
+#   VID2MP3_TEST_SMTP_USER, _PASSWORD (both sinks), VID2MP3_TEST_SMTP_CA (the
+#   sink's self-signed certificate), VID2MP3_TEST_SMTP_SPOOL, _PLAIN_SPOOL
+#   (mail/<rcpt>/*.eml and events.log of each sink; see tests/smtp_sink.py)
 # Each test makes its own database (or vhost, queue, directory) inside
 # these servers, so tests never share state.
 set -euo pipefail
@@ -214,6 +221,78 @@ mongo_stop() {
   rm -f "$mongo/pid"
 }
 
+# ---------- SMTP sinks (tests/smtp_sink.py, python3-aiosmtpd) ----------
+# Two instances: "tls" offers STARTTLS and AUTH only after it; "plain" offers
+# no STARTTLS and AUTH in the clear (to prove clients refuse to use it).
+# The system python3: aiosmtpd is a Debian package, not in a pyenv/venv.
+smtp=$state/smtp
+
+# Running and not a zombie: an exited server stays a zombie until PID 1 reaps
+# it, which can take a second or more in some containers.
+smtp_alive() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$st" ] && [ "${st#Z}" = "$st" ]
+}
+
+smtp_run() { # instance (tls|plain)
+  local inst=$1 dir=$smtp/$1
+  # shellcheck disable=SC1091
+  . "$smtp/vars"
+  if [ -f "$dir/pid" ] && smtp_alive "$(cat "$dir/pid")"; then return 0; fi
+  local port=$SMTP_PORT tls=(--tls-cert "$smtp/cert.pem" --tls-key "$smtp/key.pem")
+  if [ "$inst" = plain ]; then port=$SMTP_PLAIN_PORT tls=(--no-starttls); fi
+  setsid /usr/bin/python3 "$here/../tests/smtp_sink.py" --port "$port" --spool "$dir/spool" \
+    "${tls[@]}" --user "$SMTP_USER" --password "$SMTP_PASSWORD" \
+    </dev/null >"$dir/server.log" 2>&1 &
+  echo $! >"$dir/pid"
+  wait_for 10 "SMTP sink ($inst) on port $port" grep -q "ready on" "$dir/server.log" \
+    || { tail -20 "$dir/server.log" >&2; return 1; }
+}
+
+smtp_start() {
+  mkdir -p "$smtp/tls/spool" "$smtp/plain/spool"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" \
+    -keyout "$smtp/key.pem" -out "$smtp/cert.pem" >"$smtp/openssl.log" 2>&1 \
+    || { cat "$smtp/openssl.log" >&2; return 1; }
+  local port plain_port user password
+  port=$(free_port)
+  plain_port=$(free_port)
+  while [ "$plain_port" = "$port" ]; do plain_port=$(free_port); done
+  user=vid2mp3-$(head -c 6 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+  password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+  cat >"$smtp/vars" <<VARS
+SMTP_PORT=$port
+SMTP_PLAIN_PORT=$plain_port
+SMTP_USER=$user
+SMTP_PASSWORD=$password
+VARS
+  smtp_run tls
+  smtp_run plain
+  cat >>"$state/env" <<ENV
+export VID2MP3_TEST_SMTP_PORT=$port
+export VID2MP3_TEST_SMTP_PLAIN_PORT=$plain_port
+export VID2MP3_TEST_SMTP_USER=$user
+export VID2MP3_TEST_SMTP_PASSWORD=$password
+export VID2MP3_TEST_SMTP_CA=$smtp/cert.pem
+export VID2MP3_TEST_SMTP_SPOOL=$smtp/tls/spool
+export VID2MP3_TEST_SMTP_PLAIN_SPOOL=$smtp/plain/spool
+ENV
+  echo "test-services: SMTP sinks on 127.0.0.1:$port (STARTTLS), 127.0.0.1:$plain_port (no TLS)"
+}
+
+smtp_stop() { # [instance]: both when none given
+  local inst pid
+  for inst in ${1:-tls plain}; do
+    [ -f "$smtp/$inst/pid" ] || continue
+    pid=$(cat "$smtp/$inst/pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do smtp_alive "$pid" || break; sleep 0.1; done
+    if smtp_alive "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
+    rm -f "$smtp/$inst/pid"
+  done
+}
+
 # ---------- commands ----------
 case "$cmd" in
   start)
@@ -224,6 +303,7 @@ case "$cmd" in
     mariadb_start
     rabbit_start
     mongo_start
+    smtp_start
     echo "test-services: environment in $state/env"
     ;;
   stop)
@@ -231,6 +311,7 @@ case "$cmd" in
     mariadb_stop
     rabbit_stop
     mongo_stop
+    smtp_stop
     rm -rf "$state"
     ;;
   mariadb-stop) mariadb_stop ;;
@@ -239,8 +320,10 @@ case "$cmd" in
   rabbitmq-start) rabbit_run ;;
   mongo-stop) mongo_stop ;;
   mongo-start) mongo_run ;;
+  smtp-stop) smtp_stop tls ;;
+  smtp-start) smtp_run tls ;;
   *)
-    echo "usage: $0 start|stop|{mariadb,rabbitmq,mongo}-{stop,start} [STATE_DIR]" >&2
+    echo "usage: $0 start|stop|{mariadb,rabbitmq,mongo,smtp}-{stop,start} [STATE_DIR]" >&2
     exit 2
     ;;
 esac

@@ -4,6 +4,7 @@
 #include "converter/converter.h"
 #include "core/service.h"
 #include "gateway/gateway.h"
+#include "notifier/notifier.h"
 
 #include <sodium.h>
 #include <stdio.h>
@@ -15,9 +16,9 @@ struct command {
 };
 
 static const struct command commands[] = {
-    {"auth", auth_main},         {"gateway", gateway_main},        {"converter", converter_main},
-    {"convert", convert_main},   {"notifier", cli_not_built_main}, {"all", all_main},
-    {"user", cli_user_main},     {"migrate", cli_migrate_main},    {"gc", cli_gc_main},
+    {"auth", auth_main},         {"gateway", gateway_main},     {"converter", converter_main},
+    {"convert", convert_main},   {"notifier", notifier_main},   {"all", all_main},
+    {"user", cli_user_main},     {"migrate", cli_migrate_main}, {"gc", cli_gc_main},
     {"config", cli_config_main}, {"version", cli_version_main},
 };
 

@@ -1,9 +1,9 @@
 /*
- * `vid2mp3 all`: every built service in one process, embedded backends
- * unless the distributed ones are configured. Today that is the auth
- * service, the gateway (which serves /login in process and checks tokens
- * with the same key) and the converter's workers; the notifier joins here
- * later.
+ * `vid2mp3 all`: every service in one process, embedded backends unless
+ * the distributed ones are configured: the auth service, the gateway
+ * (which serves /login in process and checks tokens with the same key),
+ * the converter's workers and the notifier. The notifier has its own queue
+ * handle, because it retries on its own schedule (NOTIFY_*).
  */
 #include "cli/cli.h"
 
@@ -13,6 +13,8 @@
 #include "converter/worker.h"
 #include "core/service.h"
 #include "gateway/gateway.h"
+#include "mail/mail.h"
+#include "notifier/notifier.h"
 #include "store/blobs.h"
 #include "store/sweeper.h"
 
@@ -52,13 +54,19 @@ int all_main(int argc, char **argv)
     int rc = service_config(&cfg, "all");
     if (rc != 0)
         return rc;
+    if (notifier_check_config(&cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "vid2mp3: %s\n", err);
+        return EXIT_USAGE;
+    }
     service_block_signals();
 
     struct users *users = NULL;
     struct blobs *blobs = NULL;
     struct sweeper *sweeper = NULL;
     struct jobs *jobs = NULL;
-    struct queue *queue = NULL;
+    struct queue *queue = NULL, *notify_queue = NULL;
+    struct mailer *mail = NULL;
+    struct notifier *notifier = NULL;
     struct auth *a = NULL;
     struct gateway *gw = NULL;
     struct converter *conv = NULL;
@@ -106,12 +114,24 @@ int all_main(int argc, char **argv)
     conv = converter_start(&cfg, &cdeps, err, sizeof(err));
     if (conv == NULL)
         goto fail;
+    mail = mail_open(&cfg, err, sizeof(err));
+    if (mail == NULL)
+        goto fail;
+    struct queue_settings qs;
+    notifier_queue_settings(&cfg, &qs);
+    notify_queue = queue_open_with(&cfg, &qs, err, sizeof(err));
+    if (notify_queue == NULL)
+        goto fail;
+    struct notifier_deps ndeps = {jobs, notify_queue, mail};
+    notifier = notifier_start(&cfg, &ndeps, err, sizeof(err));
+    if (notifier == NULL)
+        goto fail;
     log_info("vid2mp3 all running",
              json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s}", "address", cfg.bind_address,
                        "auth_port", http_server_port(auth_srv), "gateway_port",
                        http_server_port(gw_srv), "users", users->ops->name, "blobs",
-                       blobs->ops->name, "jobs", jobs->ops->name, "queue", queue->ops->name,
-                       "data_dir", cfg.data_dir, "not_built_yet", "notifier"));
+                       blobs->ops->name, "jobs", jobs->ops->name, "queue", queue->ops->name, "mail",
+                       mail->ops->name, "data_dir", cfg.data_dir));
 
     int sig = service_wait_signal();
     log_info("stopping", json_pack("{s:i}", "signal", sig));
@@ -119,6 +139,8 @@ int all_main(int argc, char **argv)
     gw_srv = NULL;
     converter_stop(conv, (int)cfg.shutdown_grace);
     conv = NULL;
+    notifier_stop(notifier); /* after the converter: its last outcomes still go out */
+    notifier = NULL;
     http_server_stop(auth_srv, (int)cfg.shutdown_grace);
     auth_srv = NULL;
     log_info("stopped", NULL);
@@ -129,8 +151,11 @@ fail:
 out:
     http_server_stop(gw_srv, 0);
     converter_stop(conv, 0);
+    notifier_stop(notifier);
     http_server_stop(auth_srv, 0);
     gateway_free(gw);
+    queue_free(notify_queue);
+    mail_free(mail);
     queue_free(queue);
     jobs_free(jobs);
     sweeper_stop(sweeper);

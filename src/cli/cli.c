@@ -26,9 +26,11 @@ void cli_usage(FILE *out)
           "                            GATEWAY_PORT (8080)\n"
           "  converter                 the converter workers (CONVERTER_WORKERS, one per\n"
           "                            core by default); metrics on METRICS_PORT (9102)\n"
-          "  notifier                  the email notifier     (not built yet: exits 2)\n"
-          "  all                       every built service in one process; today auth,\n"
-          "                            the gateway and the converter (with a generated\n"
+          "  notifier                  the email notifier (SMTP when SMTP_URL or\n"
+          "                            GMAIL_ADDRESS is set, else .eml files in\n"
+          "                            DATA_DIR/outbox); metrics on METRICS_PORT (9103)\n"
+          "  all                       every service in one process: auth, the gateway,\n"
+          "                            the converter and the notifier (with a generated\n"
           "                            JWT secret kept in DATA_DIR when JWT_SECRET is\n"
           "                            unset) and the sweeper of unfinished uploads\n"
           "\n"
@@ -71,13 +73,6 @@ int cli_config_main(int argc, char **argv)
         return rc;
     config_print(&cfg, stdout);
     return EXIT_OK;
-}
-
-int cli_not_built_main(int argc, char **argv)
-{
-    (void)argc;
-    fprintf(stderr, "vid2mp3: %s: not built yet in this version\n", argv[0]);
-    return EXIT_USAGE;
 }
 
 /* Opens the configured users store for a command; NULL after printing why. */

@@ -289,10 +289,13 @@ static int convert_job(struct converter *c, struct job *j, char *reason, size_t 
     }
     maybe_crash(c, "stored");
     struct job_update finish = {.from = JOB_FROM(JOB_CONVERTING),
-                                .set = JOB_SET_STATUS | JOB_SET_MP3 | JOB_SET_PROGRESS,
+                                .set = JOB_SET_STATUS | JOB_SET_MP3 | JOB_SET_PROGRESS |
+                                       JOB_SET_RESULT,
                                 .status = JOB_DONE,
                                 .mp3_fid = done.id,
                                 .progress = 1.0,
+                                .duration = res.duration > 0 ? res.duration : 0,
+                                .mp3_bytes = done.length,
                                 .if_mp3 = mine};
     jrc = jobs_update(c->jobs, j->id, &finish);
     if (jrc == JOBS_ECONFLICT || jrc == JOBS_ENOTFOUND) {

@@ -43,6 +43,19 @@ static const struct var vars[] = {
     NUM("CONVERT_CPU_SECONDS", convert_cpu_seconds, "3600", 1, 604800),
     NUM("CONVERT_MAX_MP3_BYTES", convert_max_mp3_bytes, "2147483648", 1024, 1099511627776),
     STR("CRASH_AT", crash_at, NULL, false),
+    STR("SMTP_URL", smtp_url, NULL, false),
+    STR("SMTP_USER", smtp_user, NULL, false),
+    STR("SMTP_PASSWORD", smtp_password, NULL, true),
+    STR("SMTP_CA_FILE", smtp_ca_file, NULL, false),
+    STR("SMTP_TLS", smtp_tls, "auto", false),
+    NUM("SMTP_TIMEOUT_SECONDS", smtp_timeout, "30", 1, 3600),
+    STR("GMAIL_ADDRESS", gmail_address, NULL, false),
+    STR("GMAIL_PASSWORD", gmail_password, NULL, true),
+    STR("MAIL_FROM", mail_from, NULL, false),
+    STR("PUBLIC_URL", public_url, NULL, false),
+    NUM("NOTIFIER_WORKERS", notifier_workers, "4", 1, 64),
+    NUM("NOTIFY_MAX_ATTEMPTS", notify_max_attempts, "12", 1, 100),
+    NUM("NOTIFY_RETRY_MAX_SECONDS", notify_retry_max, "300", 1, 86400),
     STR("DATA_DIR", data_dir, "./data", false),
     {"LOG_LEVEL", VAR_LEVEL, offsetof(struct config, log_level), "info", 0, 0, false},
     NUM("SHUTDOWN_GRACE_SECONDS", shutdown_grace, "25", 0, 3600),
@@ -98,6 +111,21 @@ static bool addr_list_ok(const char *s)
         if (inet_pton(AF_INET, item, buf) != 1 && inet_pton(AF_INET6, item, buf) != 1)
             return false;
         s += n;
+    }
+    return true;
+}
+
+/* True when s is an http(s) URL that can go into an email's link as it is:
+ * printable ASCII without spaces, quotes, angle brackets or backslashes. */
+static bool url_plain(const char *s)
+{
+    if (strncmp(s, "http://", 7) != 0 && strncmp(s, "https://", 8) != 0)
+        return false;
+    if (strlen(s) > 200)
+        return false;
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p <= ' ' || *p >= 0x7f || strchr("\"'<>\\`", *p) != NULL)
+            return false;
     }
     return true;
 }
@@ -215,6 +243,21 @@ int config_load(struct config *c, char *err, size_t errlen)
         strncmp(c->auth_svc_address, "http://", 7) != 0 &&
         strncmp(c->auth_svc_address, "https://", 8) != 0) {
         snprintf(err, errlen, "AUTH_SVC_ADDRESS: must be HOST:PORT or an http:// or https:// URL");
+        return -1;
+    }
+    if (c->smtp_url != NULL && strncmp(c->smtp_url, "smtp://", 7) != 0 &&
+        strncmp(c->smtp_url, "smtps://", 8) != 0) {
+        snprintf(err, errlen, "SMTP_URL: must start with smtp:// or smtps://");
+        return -1;
+    }
+    if (strcmp(c->smtp_tls, "auto") != 0 && strcmp(c->smtp_tls, "required") != 0) {
+        snprintf(err, errlen, "SMTP_TLS: must be auto or required, got \"%.40s\"", c->smtp_tls);
+        return -1;
+    }
+    if (c->public_url != NULL && !url_plain(c->public_url)) {
+        snprintf(err, errlen,
+                 "PUBLIC_URL: must be an http:// or https:// URL without spaces, quotes or "
+                 "angle brackets");
         return -1;
     }
     if (c->jwt_secret != NULL && strlen(c->jwt_secret) < CONFIG_JWT_SECRET_MIN) {

@@ -33,6 +33,21 @@ struct config {
     long convert_cpu_seconds;   /* CPU time one conversion may take */
     long convert_max_mp3_bytes; /* largest MP3 one conversion may write */
     const char *crash_at;       /* tests only: a phase at which to die with SIGKILL */
+
+    /* mail: SMTP_URL or GMAIL_ADDRESS set selects SMTP, else the outbox */
+    const char *smtp_url;  /* smtp://host:port (STARTTLS) or smtps://host:port */
+    const char *smtp_user; /* NULL: no AUTH */
+    const char *smtp_password;
+    const char *smtp_ca_file;  /* NULL: the system's CAs */
+    const char *smtp_tls;      /* "auto": STARTTLS except on loopback; "required" */
+    long smtp_timeout;         /* seconds for one send */
+    const char *gmail_address; /* as specified: smtp.gmail.com:587 with this account */
+    const char *gmail_password;
+    const char *mail_from;    /* sender; NULL: GMAIL_ADDRESS, SMTP_USER or vid2mp3@localhost */
+    const char *public_url;   /* base of links in emails; NULL: http://localhost:GATEWAY_PORT */
+    long notifier_workers;    /* emails sent at once */
+    long notify_max_attempts; /* deliveries of one notification before it is given up */
+    long notify_retry_max;    /* seconds: cap on the wait between two deliveries */
     const char *data_dir;
     const char *log_level;
     long shutdown_grace; /* seconds a SIGTERM waits for in-flight requests */

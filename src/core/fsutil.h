@@ -20,4 +20,12 @@ int fsutil_mkdirs(const char *path, mode_t mode);
  */
 int fsutil_secret_load_or_create(const char *path, char *out, size_t outlen);
 
+/*
+ * Writes data to path so that path is always either its old self or all of
+ * data, even after kill -9 or power loss: a temporary file beside it,
+ * fsync'd, renamed over path, and the directory fsync'd. mode applies to a
+ * new file. Returns 0, or -errno (the temporary file is removed).
+ */
+int fsutil_write_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
 #endif

@@ -87,13 +87,20 @@ json_t *gw_job_json(const struct job *j)
     json_t *options = json_loads(j->options, 0, NULL);
     char filename[BLOB_NAME_MAX + 1];
     utf8_clean(j->filename, filename, sizeof(filename));
-    return json_pack("{s:s, s:s, s:f, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o}", "job_id", j->id,
-                     "status", job_status_name(j->status), "progress", j->progress, "video_fid",
-                     j->video_fid, "mp3_fid", text_or_null(j->status == JOB_DONE ? j->mp3_fid : ""),
+    bool done = j->status == JOB_DONE;
+    const char *notification = j->notified_at <= 0          ? "pending"
+                               : j->notify_error[0] != '\0' ? "failed"
+                                                            : "sent";
+    return json_pack("{s:s, s:s, s:f, s:s, s:o, s:s, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:s, s:o}",
+                     "job_id", j->id, "status", job_status_name(j->status), "progress", j->progress,
+                     "video_fid", j->video_fid, "mp3_fid", text_or_null(done ? j->mp3_fid : ""),
                      "filename", filename, "error", text_or_null(j->error), "options",
-                     options != NULL ? options : json_object(), "created_at",
-                     time_json(j->created_at), "updated_at", time_json(j->updated_at),
-                     "notified_at", time_json(j->notified_at));
+                     options != NULL ? options : json_object(), "duration",
+                     done && j->duration >= 0 ? json_real(j->duration) : json_null(), "mp3_bytes",
+                     done && j->mp3_bytes >= 0 ? json_integer(j->mp3_bytes) : json_null(),
+                     "created_at", time_json(j->created_at), "updated_at", time_json(j->updated_at),
+                     "notified_at", time_json(j->notified_at), "notification", notification,
+                     "notification_error", text_or_null(j->notify_error));
 }
 
 /* POST /login: in process, or passed through from the auth service. */

@@ -21,6 +21,13 @@ struct queue *queue_open(const struct config *cfg, char *err, size_t errlen)
     queue_settings_default(&s);
     s.max_attempts = (int)cfg->max_attempts;
     s.lease_ms = cfg->queue_lease * 1000;
+    return queue_open_with(cfg, &s, err, errlen);
+}
+
+struct queue *queue_open_with(const struct config *cfg, const struct queue_settings *set, char *err,
+                              size_t errlen)
+{
+    struct queue_settings s = *set;
     if (cfg->rabbitmq_url != NULL && cfg->rabbitmq_url[0] != '\0')
         return queue_amqp_new(cfg->rabbitmq_url, &s, err, errlen);
     int rc = fsutil_mkdirs(cfg->data_dir, 0700);

@@ -115,6 +115,10 @@ struct queue {
  * QUEUE_EUNAVAIL until it is back, and consumers reconnect by themselves.
  */
 struct queue *queue_open(const struct config *cfg, char *err, size_t errlen);
+/* The same with the caller's settings (a consumer that retries on its own
+ * schedule, like the notifier). */
+struct queue *queue_open_with(const struct config *cfg, const struct queue_settings *s, char *err,
+                              size_t errlen);
 struct queue *queue_sqlite_new(const char *path, const struct queue_settings *s, char *err,
                                size_t errlen);
 struct queue *queue_amqp_new(const char *url, const struct queue_settings *s, char *err,

@@ -58,9 +58,15 @@ struct job {
     double progress; /* 0..1 */
     char error[JOB_ERROR_MAX + 1];
     int attempts;
-    int64_t created_at;  /* unix milliseconds */
-    int64_t updated_at;  /* unix milliseconds */
-    int64_t notified_at; /* unix milliseconds; 0 = not notified */
+    int64_t created_at; /* unix milliseconds */
+    int64_t updated_at; /* unix milliseconds */
+    /* The owner's email: notified_at is set once, when it was sent or
+     * given up (then notify_error says why); 0 while pending. */
+    int64_t notified_at; /* unix milliseconds */
+    char notify_error[JOB_ERROR_MAX + 1];
+    /* done only, from the conversion: < 0 when unknown */
+    double duration;   /* seconds of audio */
+    int64_t mp3_bytes; /* the MP3's size */
 };
 
 /* A guarded update: applied only when the job's status is in from. Fields
@@ -71,6 +77,7 @@ enum {
     JOB_SET_MP3 = 1 << 2,
     JOB_SET_ERROR = 1 << 3,
     JOB_ADD_ATTEMPT = 1 << 4, /* attempts + 1 */
+    JOB_SET_RESULT = 1 << 5,  /* duration and mp3_bytes */
 };
 
 struct job_update {
@@ -80,6 +87,8 @@ struct job_update {
     double progress;
     const char *mp3_fid;
     const char *error;
+    double duration;
+    int64_t mp3_bytes;
     /* Non-NULL: the update applies only while the job's mp3_fid equals
      * this ("" for none), so two deliveries of one job cannot take each
      * other's MP3 (JOBS_ECONFLICT otherwise). */
@@ -102,8 +111,10 @@ struct jobs_ops {
     int (*list)(void *h, const char *owner, int64_t before_ms, const char *before_id, int limit,
                 jobs_list_fn fn, void *ctx);
     int (*update)(void *h, const char *id, const struct job_update *u);
-    /* Sets notified_at once: JOBS_ECONFLICT when it was already set. */
-    int (*mark_notified)(void *h, const char *id, int64_t at_ms);
+    /* Settles the job's notification once: sets notified_at, and
+     * notify_error to error (NULL or "": the email was sent). JOBS_ECONFLICT
+     * when it was already settled. */
+    int (*mark_notified)(void *h, const char *id, int64_t at_ms, const char *error);
     int (*remove)(void *h, const char *id);
     int (*ping)(void *h);
     void (*free)(void *h);
@@ -145,9 +156,10 @@ static inline int jobs_update(struct jobs *s, const char *id, const struct job_u
 {
     return s->ops->update(s->h, id, u);
 }
-static inline int jobs_mark_notified(struct jobs *s, const char *id, int64_t at_ms)
+static inline int jobs_mark_notified(struct jobs *s, const char *id, int64_t at_ms,
+                                     const char *error)
 {
-    return s->ops->mark_notified(s->h, id, at_ms);
+    return s->ops->mark_notified(s->h, id, at_ms, error);
 }
 static inline int jobs_remove(struct jobs *s, const char *id)
 {

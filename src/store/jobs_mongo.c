@@ -4,7 +4,9 @@
  *
  * Documents: _id ObjectId, owner, video_fid, mp3_fid, filename, options,
  * request_id, status (its name), progress, error, attempts, created_at,
- * updated_at (BSON dates), notified_at (int64 ms, 0 until notified).
+ * updated_at (BSON dates), notified_at (int64 ms, 0 until notified),
+ * notify_error, duration (double seconds) and mp3_bytes (int64; both -1
+ * until done; documents written before them read as -1).
  * Guarded updates are one update_one whose filter carries the allowed
  * statuses, so the compare-and-set is the server's. Indexes on
  * {owner, created_at} and {video_fid} are created with the first call that
@@ -121,6 +123,14 @@ static void doc_to_job(const bson_t *doc, struct job *j)
     j->created_at = get_i64(doc, "created_at");
     j->updated_at = get_i64(doc, "updated_at");
     j->notified_at = get_i64(doc, "notified_at");
+    copy_str(j->notify_error, sizeof(j->notify_error), doc, "notify_error");
+    /* documents written before these fields existed: unknown */
+    j->duration = -1;
+    j->mp3_bytes = -1;
+    if (bson_iter_init_find(&it, doc, "duration") && BSON_ITER_HOLDS_NUMBER(&it))
+        j->duration = bson_iter_as_double(&it);
+    if (bson_iter_init_find(&it, doc, "mp3_bytes") && BSON_ITER_HOLDS_NUMBER(&it))
+        j->mp3_bytes = bson_iter_as_int64(&it);
 }
 
 static int jm_create(void *h, const struct job *j)
@@ -137,7 +147,8 @@ static int jm_create(void *h, const struct job *j)
         BCON_UTF8(j->options[0] != '\0' ? j->options : "{}"), "request_id",
         BCON_UTF8(j->request_id), "status", BCON_UTF8("queued"), "progress", BCON_DOUBLE(0.0),
         "error", BCON_UTF8(""), "attempts", BCON_INT32(0), "created_at", BCON_DATE_TIME(now),
-        "updated_at", BCON_DATE_TIME(now), "notified_at", BCON_INT64(0));
+        "updated_at", BCON_DATE_TIME(now), "notified_at", BCON_INT64(0), "notify_error",
+        BCON_UTF8(""), "duration", BCON_DOUBLE(-1.0), "mp3_bytes", BCON_INT64(-1));
     mongoc_client_t *client;
     mongoc_collection_t *coll = take(m, &client);
     ensure_indexes(m, coll);
@@ -304,6 +315,10 @@ static int jm_update(void *h, const char *id, const struct job_update *u)
         BSON_APPEND_UTF8(&set, "mp3_fid", u->mp3_fid);
     if (u->set & JOB_SET_ERROR)
         BSON_APPEND_UTF8(&set, "error", u->error);
+    if (u->set & JOB_SET_RESULT) {
+        BSON_APPEND_DOUBLE(&set, "duration", u->duration);
+        BSON_APPEND_INT64(&set, "mp3_bytes", u->mp3_bytes);
+    }
     bson_append_document_end(&update, &set);
     if (u->set & JOB_ADD_ATTEMPT) {
         bson_t inc;
@@ -317,14 +332,15 @@ static int jm_update(void *h, const char *id, const struct job_update *u)
     return rc;
 }
 
-static int jm_mark_notified(void *h, const char *id, int64_t at_ms)
+static int jm_mark_notified(void *h, const char *id, int64_t at_ms, const char *error)
 {
-    if (!blob_id_valid(id) || at_ms <= 0)
+    if (!blob_id_valid(id) || at_ms <= 0 || (error != NULL && strlen(error) > JOB_ERROR_MAX))
         return JOBS_EINVAL;
     bson_oid_t oid;
     bson_oid_init_from_string(&oid, id);
     bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "notified_at", BCON_INT64(0));
-    bson_t *update = BCON_NEW("$set", "{", "notified_at", BCON_INT64(at_ms), "}");
+    bson_t *update = BCON_NEW("$set", "{", "notified_at", BCON_INT64(at_ms), "notify_error",
+                              BCON_UTF8(error != NULL ? error : ""), "}");
     int rc = guarded_update(h, id, filter, update, "mark_notified");
     bson_destroy(filter);
     bson_destroy(update);

@@ -68,7 +68,7 @@ static void unlock(struct jsq *s)
 
 #define COLUMNS                                                                                    \
     "id, owner, video_fid, mp3_fid, filename, options, request_id, status, progress, error, "      \
-    "attempts, created_at, updated_at, notified_at"
+    "attempts, created_at, updated_at, notified_at, notify_error, duration, mp3_bytes"
 
 static void text(char *dst, size_t len, sqlite3_stmt *st, int col)
 {
@@ -93,6 +93,9 @@ static void copy_row(sqlite3_stmt *st, struct job *j)
     j->created_at = sqlite3_column_int64(st, 11);
     j->updated_at = sqlite3_column_int64(st, 12);
     j->notified_at = sqlite3_column_int64(st, 13);
+    text(j->notify_error, sizeof(j->notify_error), st, 14);
+    j->duration = sqlite3_column_double(st, 15);
+    j->mp3_bytes = sqlite3_column_int64(st, 16);
 }
 
 static int migrate(struct jsq *s)
@@ -111,12 +114,44 @@ static int migrate(struct jsq *s)
                               " attempts INTEGER NOT NULL DEFAULT 0,"
                               " created_at INTEGER NOT NULL,"
                               " updated_at INTEGER NOT NULL,"
-                              " notified_at INTEGER NOT NULL DEFAULT 0);"
+                              " notified_at INTEGER NOT NULL DEFAULT 0,"
+                              " notify_error TEXT NOT NULL DEFAULT '',"
+                              " duration REAL NOT NULL DEFAULT -1,"
+                              " mp3_bytes INTEGER NOT NULL DEFAULT -1);"
                               "CREATE INDEX IF NOT EXISTS jobs_owner_created"
                               " ON jobs (owner, created_at DESC, id DESC);"
                               "CREATE INDEX IF NOT EXISTS jobs_video ON jobs (video_fid);";
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? JOBS_OK : fail(s, rc, "migrate");
+    if (rc != SQLITE_OK)
+        return fail(s, rc, "migrate");
+    /* Columns added since the first release: a database made before them
+     * gets them here, with the defaults above. */
+    static const char *const added[][2] = {
+        {"notify_error", "TEXT NOT NULL DEFAULT ''"},
+        {"duration", "REAL NOT NULL DEFAULT -1"},
+        {"mp3_bytes", "INTEGER NOT NULL DEFAULT -1"},
+    };
+    for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(s->db, "SELECT 1 FROM pragma_table_info('jobs') WHERE name = ?1",
+                                -1, &st, NULL);
+        if (rc != SQLITE_OK)
+            return fail(s, rc, "migrate");
+        sqlite3_bind_text(st, 1, added[i][0], -1, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        sqlite3_finalize(st);
+        if (rc == SQLITE_ROW)
+            continue;
+        if (rc != SQLITE_DONE)
+            return fail(s, rc, "migrate");
+        char alter[160];
+        snprintf(alter, sizeof(alter), "ALTER TABLE jobs ADD COLUMN %s %s", added[i][0],
+                 added[i][1]);
+        rc = sqlite3_exec(s->db, alter, NULL, NULL, NULL);
+        if (rc != SQLITE_OK)
+            return fail(s, rc, "migrate");
+    }
+    return JOBS_OK;
 }
 
 static int js_create(void *h, const struct job *j)
@@ -271,12 +306,13 @@ static int js_update(void *h, const char *id, const struct job_update *u)
             n += (size_t)snprintf(in + n, sizeof(in) - n, "%s%d", n > 0 ? "," : "", st);
     }
     snprintf(sql, sizeof(sql),
-             "UPDATE jobs SET updated_at = ?2%s%s%s%s%s WHERE id = ?1 AND status IN (%s)%s",
+             "UPDATE jobs SET updated_at = ?2%s%s%s%s%s%s WHERE id = ?1 AND status IN (%s)%s",
              (u->set & JOB_SET_STATUS) ? ", status = ?3" : "",
              (u->set & JOB_SET_PROGRESS) ? ", progress = ?4" : "",
              (u->set & JOB_SET_MP3) ? ", mp3_fid = ?5" : "",
              (u->set & JOB_SET_ERROR) ? ", error = ?6" : "",
-             (u->set & JOB_ADD_ATTEMPT) ? ", attempts = attempts + 1" : "", in,
+             (u->set & JOB_ADD_ATTEMPT) ? ", attempts = attempts + 1" : "",
+             (u->set & JOB_SET_RESULT) ? ", duration = ?8, mp3_bytes = ?9" : "", in,
              u->if_mp3 != NULL ? " AND mp3_fid = ?7" : "");
     lock(s);
     sqlite3_stmt *st = NULL;
@@ -298,6 +334,10 @@ static int js_update(void *h, const char *id, const struct job_update *u)
         sqlite3_bind_text(st, 6, u->error, -1, SQLITE_STATIC);
     if (u->if_mp3 != NULL)
         sqlite3_bind_text(st, 7, u->if_mp3, -1, SQLITE_STATIC);
+    if (u->set & JOB_SET_RESULT) {
+        sqlite3_bind_double(st, 8, u->duration);
+        sqlite3_bind_int64(st, 9, u->mp3_bytes);
+    }
     result = step_guarded(s, st, id, "update");
 out:
     sqlite3_finalize(st);
@@ -305,15 +345,17 @@ out:
     return result;
 }
 
-static int js_mark_notified(void *h, const char *id, int64_t at_ms)
+static int js_mark_notified(void *h, const char *id, int64_t at_ms, const char *error)
 {
     struct jsq *s = h;
-    if (!blob_id_valid(id) || at_ms <= 0)
+    if (!blob_id_valid(id) || at_ms <= 0 || (error != NULL && strlen(error) > JOB_ERROR_MAX))
         return JOBS_EINVAL;
     lock(s);
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(
-        s->db, "UPDATE jobs SET notified_at = ?2 WHERE id = ?1 AND notified_at = 0", -1, &st, NULL);
+        s->db,
+        "UPDATE jobs SET notified_at = ?2, notify_error = ?3 WHERE id = ?1 AND notified_at = 0", -1,
+        &st, NULL);
     int result;
     if (rc != SQLITE_OK) {
         result = fail(s, rc, "mark_notified");
@@ -321,6 +363,7 @@ static int js_mark_notified(void *h, const char *id, int64_t at_ms)
     }
     sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 2, at_ms);
+    sqlite3_bind_text(st, 3, error != NULL ? error : "", -1, SQLITE_STATIC);
     result = step_guarded(s, st, id, "mark_notified");
 out:
     sqlite3_finalize(st);

@@ -106,6 +106,9 @@ static void create_then_get(void **state)
     assert_true(j.progress == 0.0);
     assert_int_equal(j.attempts, 0);
     assert_int_equal(j.notified_at, 0);
+    assert_string_equal(j.notify_error, "");
+    assert_true(j.duration < 0);
+    assert_true(j.mp3_bytes < 0);
     assert_true(j.created_at >= before - 5 && j.created_at <= now_ms() + 5);
     assert_true(j.updated_at >= j.created_at);
     struct job again = j;
@@ -124,7 +127,7 @@ static void missing_and_malformed(void **state)
     assert_int_equal(jobs_get(store, id, &j), JOBS_ENOTFOUND);
     assert_int_equal(jobs_find_by_video(store, id, &j), JOBS_ENOTFOUND);
     assert_int_equal(to(id, Q, JOB_CONVERTING), JOBS_ENOTFOUND);
-    assert_int_equal(jobs_mark_notified(store, id, now_ms()), JOBS_ENOTFOUND);
+    assert_int_equal(jobs_mark_notified(store, id, now_ms(), NULL), JOBS_ENOTFOUND);
     assert_int_equal(jobs_remove(store, id), JOBS_ENOTFOUND);
     assert_int_equal(jobs_get(store, "nothex", &j), JOBS_EINVAL);
     assert_int_equal(jobs_get(store, "0123456789abcdef0123456g", &j), JOBS_EINVAL);
@@ -258,12 +261,52 @@ static void notified_once(void **state)
     char id[BLOB_ID_LEN + 1];
     make(owner_a, "n.mp4", id);
     int64_t t = now_ms();
-    assert_int_equal(jobs_mark_notified(store, id, t), JOBS_OK);
-    assert_int_equal(jobs_mark_notified(store, id, t + 1000), JOBS_ECONFLICT);
+    assert_int_equal(jobs_mark_notified(store, id, t, NULL), JOBS_OK);
+    assert_int_equal(jobs_mark_notified(store, id, t + 1000, "late"), JOBS_ECONFLICT);
     struct job j;
     assert_int_equal(jobs_get(store, id, &j), JOBS_OK);
     assert_int_equal(j.notified_at, t);
-    assert_int_equal(jobs_mark_notified(store, id, 0), JOBS_EINVAL);
+    assert_string_equal(j.notify_error, "");
+    assert_int_equal(jobs_mark_notified(store, id, 0, NULL), JOBS_EINVAL);
+
+    /* a notification given up keeps its reason, once */
+    char id2[BLOB_ID_LEN + 1];
+    make(owner_a, "m.mp4", id2);
+    assert_int_equal(jobs_mark_notified(store, id2, t, "550 5.1.1 Mailbox unavailable"), JOBS_OK);
+    assert_int_equal(jobs_mark_notified(store, id2, t + 1, NULL), JOBS_ECONFLICT);
+    assert_int_equal(jobs_get(store, id2, &j), JOBS_OK);
+    assert_int_equal(j.notified_at, t);
+    assert_string_equal(j.notify_error, "550 5.1.1 Mailbox unavailable");
+    char toolong[JOB_ERROR_MAX + 2];
+    memset(toolong, 'x', sizeof(toolong) - 1);
+    toolong[sizeof(toolong) - 1] = '\0';
+    assert_int_equal(jobs_mark_notified(store, id, t, toolong), JOBS_EINVAL);
+}
+
+static void result_recorded(void **state)
+{
+    (void)state;
+    char id[BLOB_ID_LEN + 1], mp3[BLOB_ID_LEN + 1];
+    make(owner_a, "r.mp4", id);
+    blob_id_new(mp3);
+    struct job_update bad = {.from = Q, .set = JOB_SET_RESULT, .duration = -2, .mp3_bytes = 1};
+    assert_int_equal(jobs_update(store, id, &bad), JOBS_EINVAL);
+    bad.duration = 1;
+    bad.mp3_bytes = -1;
+    assert_int_equal(jobs_update(store, id, &bad), JOBS_EINVAL);
+    assert_int_equal(to(id, Q, JOB_CONVERTING), JOBS_OK);
+    struct job_update fin = {.from = C,
+                             .set = JOB_SET_STATUS | JOB_SET_MP3 | JOB_SET_RESULT,
+                             .status = JOB_DONE,
+                             .mp3_fid = mp3,
+                             .duration = 600.25,
+                             .mp3_bytes = 9876543210LL};
+    assert_int_equal(jobs_update(store, id, &fin), JOBS_OK);
+    struct job j;
+    assert_int_equal(jobs_get(store, id, &j), JOBS_OK);
+    assert_true(j.duration == 600.25);
+    assert_int_equal(j.mp3_bytes, 9876543210LL);
+    assert_string_equal(j.mp3_fid, mp3);
 }
 
 struct collected {
@@ -521,6 +564,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(mp3_compare_and_set, setup, teardown),
         cmocka_unit_test_setup_teardown(illegal_transitions, setup, teardown),
         cmocka_unit_test_setup_teardown(notified_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(result_recorded, setup, teardown),
         cmocka_unit_test_setup_teardown(listing_is_per_owner_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(paging_sees_every_job_once, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_updates, setup, teardown),

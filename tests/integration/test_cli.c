@@ -45,7 +45,6 @@ static void version_help_usage(void **state)
     expect(&s, 0, NULL, "--help", NULL, NULL, NULL, "user add EMAIL [--admin]");
     expect(&s, 2, NULL, NULL, NULL, NULL, NULL, "usage: vid2mp3");
     expect(&s, 2, NULL, "frobnicate", NULL, NULL, NULL, "unknown command 'frobnicate'");
-    expect(&s, 2, NULL, "notifier", NULL, NULL, NULL, "not built yet");
     server_cleanup(&s);
 }
 
@@ -72,10 +71,36 @@ static void gateway_bad_config(void **state)
     }
 }
 
+/* The notifier's settings are checked at start: one line, exit 2. */
+static void notifier_bad_config(void **state)
+{
+    (void)state;
+    const char *bad[][2] = {
+        {"MAIL_FROM=a@example.com, b@example.com", "MAIL_FROM: "},
+        {"MAIL_FROM=Robot <robot@example.com>", "MAIL_FROM: "},
+        {"GMAIL_ADDRESS=not-an-address", "GMAIL_ADDRESS: "},
+        {"SMTP_URL=http://mail.example.com", "SMTP_URL: must start with smtp://"},
+        {"SMTP_TLS=never", "SMTP_TLS: must be auto or required"},
+        {"SMTP_TIMEOUT_SECONDS=0", "SMTP_TIMEOUT_SECONDS: must be an integer"},
+        {"PUBLIC_URL=javascript:alert(1)", "PUBLIC_URL: must be an http://"},
+        {"PUBLIC_URL=http://x.example/\"><script>", "PUBLIC_URL: must be an http://"},
+        {"NOTIFIER_WORKERS=0", "NOTIFIER_WORKERS: must be an integer"},
+        {"NOTIFY_MAX_ATTEMPTS=0", "NOTIFY_MAX_ATTEMPTS: must be an integer"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *env[] = {bad[i][0], NULL};
+        struct server s;
+        server_init(&s, env);
+        expect(&s, 2, NULL, "notifier", NULL, NULL, NULL, bad[i][1]);
+        server_cleanup(&s);
+    }
+}
+
 static void config_redacts(void **state)
 {
     (void)state;
-    const char *env[] = {"MYSQL_PASSWORD=swordfish", NULL};
+    const char *env[] = {"MYSQL_PASSWORD=swordfish", "SMTP_PASSWORD=hunter2-smtp",
+                         "GMAIL_PASSWORD=gmail-app-pass", NULL};
     struct server s;
     server_init(&s, env);
     expect(&s, 0, NULL, "config", NULL, NULL, NULL, "JWT_SECRET=<redacted>");
@@ -83,7 +108,10 @@ static void config_redacts(void **state)
     char *out = take_log(&s);
     assert_null(strstr(out, TEST_SECRET));
     assert_null(strstr(out, "swordfish"));
+    assert_null(strstr(out, "hunter2-smtp"));
+    assert_null(strstr(out, "gmail-app-pass"));
     assert_non_null(strstr(out, "MYSQL_PASSWORD=<redacted>"));
+    assert_non_null(strstr(out, "SMTP_PASSWORD=<redacted>"));
     free(out);
     server_cleanup(&s);
 }
@@ -173,13 +201,10 @@ int main(int argc, char **argv)
     if (server_args(argc, argv) != 0)
         return 2;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(version_help_usage),
-        cmocka_unit_test(config_redacts),
-        cmocka_unit_test(user_commands),
-        cmocka_unit_test(gc_command),
-        cmocka_unit_test(bad_data_dir),
-        cmocka_unit_test(gateway_bad_config),
-        cmocka_unit_test(all_generates_and_keeps_secret),
+        cmocka_unit_test(version_help_usage),  cmocka_unit_test(config_redacts),
+        cmocka_unit_test(user_commands),       cmocka_unit_test(gc_command),
+        cmocka_unit_test(bad_data_dir),        cmocka_unit_test(gateway_bad_config),
+        cmocka_unit_test(notifier_bad_config), cmocka_unit_test(all_generates_and_keeps_secret),
     };
     return cmocka_run_group_tests_name("command line", tests, NULL, NULL);
 }

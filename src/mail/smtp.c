@@ -1,0 +1,294 @@
+/*
+ * smtp: the SMTP mail backend (mail.h) on libcurl.
+ *
+ * TLS: smtps:// is TLS from the first byte. smtp:// upgrades with STARTTLS,
+ * and unless the host is a loopback address (and SMTP_TLS is not
+ * "required") the upgrade is mandatory (CURLUSESSL_ALL): against a server
+ * that does not offer it libcurl stops after EHLO, before AUTH, MAIL FROM
+ * or a byte of the message. Certificates are always verified (SMTP_CA_FILE
+ * adds a private CA).
+ *
+ * Easy handles are kept in a small pool: a handle keeps its connection
+ * open, so back-to-back sends skip the TCP, TLS and AUTH round trips.
+ *
+ * The server's replies are watched through libcurl's debug callback: the
+ * last one is what a failure reports and what decides its class (5xx to
+ * MAIL FROM, RCPT TO or DATA: permanent; everything else: transient).
+ */
+#include "mail/mail.h"
+
+#include "core/log.h"
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POOL_MAX 16
+
+struct smtp {
+    char *url, *user, *password, *ca_file;
+    bool loopback;
+    bool require_tls;
+    long connect_timeout, timeout;
+    pthread_mutex_t lock;
+    CURL *idle[POOL_MAX];
+    int nidle;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+/* One send's state for the callbacks. */
+struct transfer {
+    const char *data;
+    size_t len, off;
+    char reply[MAIL_REPLY_MAX]; /* the server's last reply line */
+    int reply_code;
+};
+
+static size_t read_cb(char *buf, size_t size, size_t nitems, void *arg)
+{
+    struct transfer *t = arg;
+    size_t room = size * nitems, left = t->len - t->off;
+    size_t n = left < room ? left : room;
+    memcpy(buf, t->data + t->off, n);
+    t->off += n;
+    return n;
+}
+
+static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *arg)
+{
+    (void)h;
+    struct transfer *t = arg;
+    if (type != CURLINFO_HEADER_IN || size < 3)
+        return 0;
+    int code = 0;
+    if (data[0] >= '2' && data[0] <= '5' && data[1] >= '0' && data[1] <= '9' && data[2] >= '0' &&
+        data[2] <= '9')
+        code = (data[0] - '0') * 100 + (data[1] - '0') * 10 + (data[2] - '0');
+    /* A failure's reply is kept over what follows it (the goodbye to QUIT). */
+    if (t->reply_code >= 400 && code < 400)
+        return 0;
+    /* one line, without its line break; a multi-line reply ("250-...")
+     * ends with the line that carries the final code */
+    size_t n = size;
+    while (n > 0 && (data[n - 1] == '\n' || data[n - 1] == '\r'))
+        n--;
+    if (n >= sizeof(t->reply))
+        n = sizeof(t->reply) - 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)data[i];
+        t->reply[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    }
+    t->reply[n] = '\0';
+    if (code != 0)
+        t->reply_code = code;
+    return 0;
+}
+
+static CURL *take_handle(struct smtp *s)
+{
+    CURL *h = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (s->nidle > 0)
+        h = s->idle[--s->nidle];
+    pthread_mutex_unlock(&s->lock);
+    return h != NULL ? h : curl_easy_init();
+}
+
+static void give_handle(struct smtp *s, CURL *h, bool reusable)
+{
+    if (reusable) {
+        pthread_mutex_lock(&s->lock);
+        if (s->nidle < POOL_MAX) {
+            s->idle[s->nidle++] = h;
+            h = NULL;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (h != NULL)
+        curl_easy_cleanup(h);
+}
+
+/* Failures that are about the setup, not about this message: they must
+ * not throw the message away, whatever code the server gave. */
+static bool about_setup(CURLcode rc)
+{
+    return rc == CURLE_LOGIN_DENIED || rc == CURLE_USE_SSL_FAILED ||
+           rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
+           rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_AUTH_ERROR ||
+           rc == CURLE_REMOTE_ACCESS_DENIED;
+}
+
+static int smtp_send(void *h, const struct mail_envelope *e, char *reply, size_t replylen)
+{
+    struct smtp *s = h;
+    if (e->len == 0 || strpbrk(e->from, "<>\r\n") != NULL || strpbrk(e->to, "<>\r\n") != NULL) {
+        snprintf(reply, replylen, "the message is empty or an address is not usable");
+        return MAIL_EINVAL;
+    }
+    char from[300], to[300];
+    if (snprintf(from, sizeof(from), "<%s>", e->from) >= (int)sizeof(from) ||
+        snprintf(to, sizeof(to), "<%s>", e->to) >= (int)sizeof(to)) {
+        snprintf(reply, replylen, "an address is too long");
+        return MAIL_EINVAL;
+    }
+    CURL *c = take_handle(s);
+    struct curl_slist *rcpt = curl_slist_append(NULL, to);
+    if (c == NULL || rcpt == NULL) {
+        curl_slist_free_all(rcpt);
+        if (c != NULL)
+            curl_easy_cleanup(c);
+        snprintf(reply, replylen, "out of memory");
+        return MAIL_ETRANSIENT;
+    }
+    struct transfer t = {.data = e->data, .len = e->len};
+    char errbuf[CURL_ERROR_SIZE] = "";
+    curl_easy_reset(c); /* options only: the connection cache stays */
+    curl_easy_setopt(c, CURLOPT_URL, s->url);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_USE_SSL,
+                     s->loopback && !s->require_tls ? (long)CURLUSESSL_TRY : (long)CURLUSESSL_ALL);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (s->ca_file != NULL)
+        curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
+    if (s->user != NULL) {
+        curl_easy_setopt(c, CURLOPT_USERNAME, s->user);
+        curl_easy_setopt(c, CURLOPT_PASSWORD, s->password);
+    }
+    curl_easy_setopt(c, CURLOPT_MAIL_FROM, from);
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, rcpt);
+    curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(c, CURLOPT_READFUNCTION, read_cb);
+    curl_easy_setopt(c, CURLOPT_READDATA, &t);
+    curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)e->len);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, s->connect_timeout);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, s->timeout);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, debug_cb);
+    curl_easy_setopt(c, CURLOPT_DEBUGDATA, &t);
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 1L); /* feeds debug_cb; nothing is printed */
+    CURLcode rc = curl_easy_perform(c);
+    /* Nothing may point at this stack frame once it returns: the handle may
+     * still talk to the server (QUIT) when it is cleaned up later. */
+    curl_easy_setopt(c, CURLOPT_VERBOSE, 0L);
+    curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, NULL);
+    curl_easy_setopt(c, CURLOPT_DEBUGDATA, NULL);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    curl_easy_setopt(c, CURLOPT_READDATA, NULL);
+    curl_easy_setopt(c, CURLOPT_MAIL_RCPT, NULL);
+    curl_slist_free_all(rcpt);
+    int result;
+    if (rc == CURLE_OK) {
+        snprintf(reply, replylen, "%s", t.reply);
+        result = MAIL_OK;
+    } else {
+        const char *why = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(rc);
+        if (t.reply_code >= 400)
+            snprintf(reply, replylen, "%s (%s)", t.reply, why);
+        else
+            snprintf(reply, replylen, "%s", why);
+        result = t.reply_code >= 500 && t.reply_code < 600 && !about_setup(rc) ? MAIL_EPERMANENT
+                                                                               : MAIL_ETRANSIENT;
+    }
+    give_handle(s, c, rc == CURLE_OK);
+    return result;
+}
+
+static void smtp_free(void *h)
+{
+    struct smtp *s = h;
+    if (s == NULL)
+        return;
+    for (int i = 0; i < s->nidle; i++)
+        curl_easy_cleanup(s->idle[i]);
+    pthread_mutex_destroy(&s->lock);
+    free(s->url);
+    free(s->user);
+    if (s->password != NULL) {
+        memset(s->password, 0, strlen(s->password));
+        free(s->password);
+    }
+    free(s->ca_file);
+    free(s);
+}
+
+static const struct mail_ops smtp_ops = {
+    .name = "smtp",
+    .send = smtp_send,
+    .free = smtp_free,
+};
+
+/* True when the URL's host is this machine: localhost, 127.0.0.0/8, ::1. */
+static int host_is_loopback(const char *url, bool *out, char *err, size_t errlen)
+{
+    CURLU *u = curl_url();
+    char *host = NULL, *scheme = NULL;
+    int rc = -1;
+    if (u == NULL || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+        snprintf(err, errlen, "SMTP_URL: not a URL with a host");
+        goto out;
+    }
+    if (strcmp(scheme, "smtp") != 0 && strcmp(scheme, "smtps") != 0) {
+        snprintf(err, errlen, "SMTP_URL: must start with smtp:// or smtps://");
+        goto out;
+    }
+    *out = strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+           strcmp(host, "[::1]") == 0;
+    rc = 0;
+out:
+    curl_free(host);
+    curl_free(scheme);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+struct mailer *mail_smtp_new(const struct mail_smtp_settings *set, char *err, size_t errlen)
+{
+    pthread_once(&curl_once, curl_init);
+    curl_version_info_data *v = curl_version_info(CURLVERSION_NOW);
+    if (v == NULL || (v->features & CURL_VERSION_SSL) == 0) {
+        snprintf(err, errlen, "libcurl was built without TLS: SMTP cannot be used safely");
+        return NULL;
+    }
+    struct smtp *s = calloc(1, sizeof(*s));
+    struct mailer *m = calloc(1, sizeof(*m));
+    if (s == NULL || m == NULL) {
+        free(s);
+        free(m);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    s->url = strdup(set->url);
+    s->user = set->user != NULL ? strdup(set->user) : NULL;
+    s->password = set->user != NULL ? strdup(set->password != NULL ? set->password : "") : NULL;
+    s->ca_file = set->ca_file != NULL ? strdup(set->ca_file) : NULL;
+    if (s->url == NULL || (set->user != NULL && (s->user == NULL || s->password == NULL)) ||
+        (set->ca_file != NULL && s->ca_file == NULL))
+        goto oom;
+    if (host_is_loopback(s->url, &s->loopback, err, errlen) != 0)
+        goto fail;
+    s->require_tls = set->require_tls;
+    s->connect_timeout = set->connect_timeout > 0 ? set->connect_timeout : 10;
+    s->timeout = set->timeout > 0 ? set->timeout : 30;
+    m->ops = &smtp_ops;
+    m->h = s;
+    return m;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    smtp_free(s);
+    free(m);
+    return NULL;
+}
