@@ -30,11 +30,20 @@ else
   password=${ADMIN_PASSWORD:-PASSWORD}
 fi
 
+if [ -n "${SMTP_URL:-}" ]; then
+  mail="sent through $SMTP_URL"
+elif [ -n "${GMAIL_ADDRESS:-}" ]; then
+  mail="sent through smtp.gmail.com:587 as $GMAIL_ADDRESS"
+else
+  mail="written to $DATA_DIR/outbox/ (one .eml file per job; set SMTP_URL to send them)"
+fi
+
 cat <<TXT
 
 vid2mp3 is starting (data in $DATA_DIR; Ctrl-C stops it).
   gateway       http://localhost:$gw_port   (/login /upload /jobs /download)
   auth service  http://localhost:$port   (/healthz /readyz /metrics)
+  emails        $mail
 
 Log in, then upload a video:
   TOKEN=\$(curl -s -X POST -u '$admin:$password' http://localhost:$gw_port/login |

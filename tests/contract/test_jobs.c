@@ -7,12 +7,15 @@
  */
 #include "harness.h"
 
+#include <mongoc/mongoc.h>
 #include <pthread.h>
+#include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "store/jobs.h"
 
@@ -484,6 +487,68 @@ static void remove_and_reopen(void **state)
     assert_int_equal(jobs_ping(store), JOBS_OK);
 }
 
+/* A database made by the first release (no notify_error, duration,
+ * mp3_bytes) is upgraded when opened, its rows kept. MongoDB documents
+ * without the fields read as unknown. */
+static void older_schema_is_upgraded(void **state)
+{
+    (void)state;
+    char id[BLOB_ID_LEN + 1], vid[BLOB_ID_LEN + 1];
+    blob_id_new(id);
+    blob_id_new(vid);
+    if (strcmp(backend, "sqlite") != 0) {
+        mongoc_client_t *c = mongoc_client_new(th_need_env("VID2MP3_TEST_MONGODB_URI"));
+        mongoc_collection_t *col = mongoc_client_get_collection(c, "videos", "jobs");
+        bson_oid_t oid;
+        bson_oid_init_from_string(&oid, id);
+        bson_t *doc = BCON_NEW("_id", BCON_OID(&oid), "owner", BCON_UTF8(owner_a), "video_fid",
+                               BCON_UTF8(vid), "mp3_fid", BCON_UTF8(""), "filename",
+                               BCON_UTF8("old.mp4"), "options", BCON_UTF8("{}"), "request_id",
+                               BCON_UTF8(""), "status", BCON_UTF8("queued"), "progress",
+                               BCON_DOUBLE(0), "error", BCON_UTF8(""), "attempts", BCON_INT32(0),
+                               "created_at", BCON_DATE_TIME(now_ms()), "updated_at",
+                               BCON_DATE_TIME(now_ms()), "notified_at", BCON_INT64(0));
+        assert_true(mongoc_collection_insert_one(col, doc, NULL, NULL, NULL));
+        bson_destroy(doc);
+        mongoc_collection_destroy(col);
+        mongoc_client_destroy(c);
+    } else {
+        jobs_free(store);
+        char path[600];
+        snprintf(path, sizeof(path), "%s/jobs.db", tmpdir);
+        unlink(path);
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        char sql[1500];
+        snprintf(sql, sizeof(sql),
+                 "CREATE TABLE jobs (id TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+                 " video_fid TEXT NOT NULL, mp3_fid TEXT NOT NULL DEFAULT '',"
+                 " filename TEXT NOT NULL, options TEXT NOT NULL DEFAULT '{}',"
+                 " request_id TEXT NOT NULL DEFAULT '', status INTEGER NOT NULL,"
+                 " progress REAL NOT NULL DEFAULT 0, error TEXT NOT NULL DEFAULT '',"
+                 " attempts INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL,"
+                 " updated_at INTEGER NOT NULL, notified_at INTEGER NOT NULL DEFAULT 0);"
+                 "INSERT INTO jobs (id, owner, video_fid, filename, status, created_at,"
+                 " updated_at) VALUES ('%s', '%s', '%s', 'old.mp4', 0, 1, 1);",
+                 id, owner_a, vid);
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(db);
+        char err[256] = "";
+        store = open_backend(err, sizeof(err));
+        assert_non_null(store);
+    }
+    struct job j;
+    assert_int_equal(jobs_get(store, id, &j), JOBS_OK);
+    assert_string_equal(j.filename, "old.mp4");
+    assert_string_equal(j.notify_error, "");
+    assert_true(j.duration < 0);
+    assert_true(j.mp3_bytes < 0);
+    assert_int_equal(jobs_mark_notified(store, id, now_ms(), "given up"), JOBS_OK);
+    assert_int_equal(jobs_get(store, id, &j), JOBS_OK);
+    assert_string_equal(j.notify_error, "given up");
+    assert_int_equal(jobs_remove(store, id), JOBS_OK);
+}
+
 static void dead_backend(void **state)
 {
     (void)state;
@@ -569,6 +634,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(paging_sees_every_job_once, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_updates, setup, teardown),
         cmocka_unit_test_setup_teardown(remove_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(older_schema_is_upgraded, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(server_restart, setup, restore_mongo),
     };
