@@ -513,6 +513,28 @@ static void upload_stores_bytes_and_queues(void **state)
     struct snapshot after = snap();
     assert_int_equal(after.jobs, before.jobs + 1);
     assert_int_equal(after.queued, before.queued + (all_in_one ? 0 : 1));
+    if (all_in_one) {
+        /* `all` converts it and its notifier writes the owner's email to
+         * the outbox (DATA_DIR/outbox/JOB_ID.eml) */
+        for (int i = 0; i < 1200 && job.notified_at == 0; i++) {
+            th_sleep_ms(50);
+            assert_int_equal(jobs_get(jobs, job_id, &job), JOBS_OK);
+        }
+        assert_int_equal(job.status, JOB_DONE);
+        assert_true(job.notified_at > 0);
+        assert_string_equal(job.notify_error, "");
+        assert_true(job.duration > 0 && job.mp3_bytes > 0);
+        char path[700];
+        snprintf(path, sizeof(path), "%s/outbox/%s.eml", gw.dir, job_id);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        char text[8192];
+        size_t len = fread(text, 1, sizeof(text) - 1, f);
+        text[len] = '\0';
+        fclose(f);
+        assert_non_null(strstr(text, "To: <" ADMIN ">\r\n"));
+        assert_non_null(strstr(text, "Subject: Your MP3 is ready: holiday.mp3\r\n"));
+    }
     json_decref(j);
     th_resp_free(&r);
     free(b.data);
