@@ -21,6 +21,7 @@
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* The JWT secret: JWT_SECRET, or one generated once and kept in DATA_DIR.
  * Returns a new string (caller wipes and frees) or NULL with err. */
@@ -134,12 +135,16 @@ int all_main(int argc, char **argv)
                        mail->ops->name, "data_dir", cfg.data_dir));
 
     int sig = service_wait_signal();
+    time_t stop_at = time(NULL);
     log_info("stopping", json_pack("{s:i}", "signal", sig));
     http_server_stop(gw_srv, (int)cfg.shutdown_grace);
     gw_srv = NULL;
     converter_stop(conv, (int)cfg.shutdown_grace);
     conv = NULL;
-    notifier_stop(notifier); /* after the converter: its last outcomes still go out */
+    long left = cfg.shutdown_grace - (long)(time(NULL) - stop_at);
+    /* after the converter, in what is left of the grace period: its last
+     * outcomes may still go out now (else at the next start) */
+    notifier_stop(notifier, (int)(left > 0 ? left : 0));
     notifier = NULL;
     http_server_stop(auth_srv, (int)cfg.shutdown_grace);
     auth_srv = NULL;
@@ -151,7 +156,7 @@ fail:
 out:
     http_server_stop(gw_srv, 0);
     converter_stop(conv, 0);
-    notifier_stop(notifier);
+    notifier_stop(notifier, 0);
     http_server_stop(auth_srv, 0);
     gateway_free(gw);
     queue_free(notify_queue);

@@ -294,7 +294,7 @@ static int convert_job(struct converter *c, struct job *j, char *reason, size_t 
                                 .status = JOB_DONE,
                                 .mp3_fid = done.id,
                                 .progress = 1.0,
-                                .duration = res.duration > 0 ? res.duration : 0,
+                                .duration = res.duration > 0 ? res.duration : -1, /* unknown */
                                 .mp3_bytes = done.length,
                                 .if_mp3 = mine};
     jrc = jobs_update(c->jobs, j->id, &finish);

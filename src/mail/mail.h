@@ -49,6 +49,7 @@ struct mail_envelope {
     const char *id;
     const char *data;
     size_t len;
+    const volatile int *cancel; /* may be NULL; non-zero: give up now (transient) */
 };
 
 struct mail_ops {
@@ -88,6 +89,12 @@ static inline int mail_send(struct mailer *m, const struct mail_envelope *e, cha
 {
     return m->ops->send(m->h, e, reply, replylen);
 }
+
+/* Parses an SMTP_URL: 0 with *out true when its host is this machine
+ * (localhost, an IPv4 address in 127.0.0.0/8, [::1]; a name that merely
+ * starts with "127." is not), or -1 with err when it is not an smtp:// or
+ * smtps:// URL with a host. */
+int mail_smtp_url_loopback(const char *url, bool *out, char *err, size_t errlen);
 
 /* The sender address the configuration gives: MAIL_FROM, else
  * GMAIL_ADDRESS, else SMTP_USER when it is an address, else

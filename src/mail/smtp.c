@@ -11,14 +11,17 @@
  * Easy handles are kept in a small pool: a handle keeps its connection
  * open, so back-to-back sends skip the TCP, TLS and AUTH round trips.
  *
- * The server's replies are watched through libcurl's debug callback: the
- * last one is what a failure reports and what decides its class (5xx to
- * MAIL FROM, RCPT TO or DATA: permanent; everything else: transient).
+ * The conversation is watched through libcurl's debug callback: the last
+ * reply (and the command it answered) is what a failure reports and what
+ * decides its class (5xx to MAIL FROM, RCPT TO or DATA: permanent;
+ * everything else: transient). A send can be abandoned mid-way through
+ * the envelope's cancel flag (shutdown).
  */
 #include "mail/mail.h"
 
 #include "core/log.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -48,8 +51,11 @@ static void curl_init(void)
 struct transfer {
     const char *data;
     size_t len, off;
-    char reply[MAIL_REPLY_MAX]; /* the server's last reply line */
+    const volatile int *cancel;
+    char command[12];           /* the verb of the last command sent: "MAIL", "RCPT" ... */
+    char reply[MAIL_REPLY_MAX]; /* the last reply line, except to QUIT */
     int reply_code;
+    char reply_to[12]; /* the command that reply answered ("" for the greeting) */
 };
 
 static size_t read_cb(char *buf, size_t size, size_t nitems, void *arg)
@@ -66,15 +72,24 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
 {
     (void)h;
     struct transfer *t = arg;
+    if (type == CURLINFO_HEADER_OUT) {
+        size_t n = 0;
+        while (n < size && n < sizeof(t->command) - 1 && data[n] >= 'A' && data[n] <= 'Z') {
+            t->command[n] = data[n];
+            n++;
+        }
+        t->command[n] = '\0';
+        return 0;
+    }
     if (type != CURLINFO_HEADER_IN || size < 3)
+        return 0;
+    /* The goodbye to QUIT says nothing about how the send went. */
+    if (strcmp(t->command, "QUIT") == 0)
         return 0;
     int code = 0;
     if (data[0] >= '2' && data[0] <= '5' && data[1] >= '0' && data[1] <= '9' && data[2] >= '0' &&
         data[2] <= '9')
         code = (data[0] - '0') * 100 + (data[1] - '0') * 10 + (data[2] - '0');
-    /* A failure's reply is kept over what follows it (the goodbye to QUIT). */
-    if (t->reply_code >= 400 && code < 400)
-        return 0;
     /* one line, without its line break; a multi-line reply ("250-...")
      * ends with the line that carries the final code */
     size_t n = size;
@@ -87,9 +102,33 @@ static int debug_cb(CURL *h, curl_infotype type, char *data, size_t size, void *
         t->reply[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
     }
     t->reply[n] = '\0';
-    if (code != 0)
-        t->reply_code = code;
+    t->reply_code = code;
+    snprintf(t->reply_to, sizeof(t->reply_to), "%s", t->command);
     return 0;
+}
+
+static int progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal;
+    (void)dlnow;
+    (void)ultotal;
+    (void)ulnow;
+    const struct transfer *t = arg;
+    return t->cancel != NULL && *t->cancel ? 1 : 0; /* non-zero aborts the transfer */
+}
+
+/* True when the server refused this message for good: a 5xx answering the
+ * sender, a recipient or the message itself. A 5xx anywhere else (the
+ * greeting, EHLO, AUTH, STARTTLS) is about the server or our settings,
+ * and so is 530 ("authentication required"): the message must wait for
+ * them to be fixed, not be thrown away. */
+static bool refused_for_good(const struct transfer *t)
+{
+    if (t->reply_code < 500 || t->reply_code > 599 || t->reply_code == 530)
+        return false;
+    return strcmp(t->reply_to, "MAIL") == 0 || strcmp(t->reply_to, "RCPT") == 0 ||
+           strcmp(t->reply_to, "DATA") == 0;
 }
 
 static CURL *take_handle(struct smtp *s)
@@ -116,16 +155,6 @@ static void give_handle(struct smtp *s, CURL *h, bool reusable)
         curl_easy_cleanup(h);
 }
 
-/* Failures that are about the setup, not about this message: they must
- * not throw the message away, whatever code the server gave. */
-static bool about_setup(CURLcode rc)
-{
-    return rc == CURLE_LOGIN_DENIED || rc == CURLE_USE_SSL_FAILED ||
-           rc == CURLE_SSL_CONNECT_ERROR || rc == CURLE_PEER_FAILED_VERIFICATION ||
-           rc == CURLE_SSL_CACERT_BADFILE || rc == CURLE_AUTH_ERROR ||
-           rc == CURLE_REMOTE_ACCESS_DENIED;
-}
-
 static int smtp_send(void *h, const struct mail_envelope *e, char *reply, size_t replylen)
 {
     struct smtp *s = h;
@@ -148,7 +177,7 @@ static int smtp_send(void *h, const struct mail_envelope *e, char *reply, size_t
         snprintf(reply, replylen, "out of memory");
         return MAIL_ETRANSIENT;
     }
-    struct transfer t = {.data = e->data, .len = e->len};
+    struct transfer t = {.data = e->data, .len = e->len, .cancel = e->cancel};
     char errbuf[CURL_ERROR_SIZE] = "";
     curl_easy_reset(c); /* options only: the connection cache stays */
     curl_easy_setopt(c, CURLOPT_URL, s->url);
@@ -176,12 +205,18 @@ static int smtp_send(void *h, const struct mail_envelope *e, char *reply, size_t
     curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, debug_cb);
     curl_easy_setopt(c, CURLOPT_DEBUGDATA, &t);
     curl_easy_setopt(c, CURLOPT_VERBOSE, 1L); /* feeds debug_cb; nothing is printed */
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, progress_cb);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &t);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     CURLcode rc = curl_easy_perform(c);
     /* Nothing may point at this stack frame once it returns: the handle may
      * still talk to the server (QUIT) when it is cleaned up later. */
     curl_easy_setopt(c, CURLOPT_VERBOSE, 0L);
     curl_easy_setopt(c, CURLOPT_DEBUGFUNCTION, NULL);
     curl_easy_setopt(c, CURLOPT_DEBUGDATA, NULL);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 1L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, NULL);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, NULL);
     curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
     curl_easy_setopt(c, CURLOPT_READDATA, NULL);
     curl_easy_setopt(c, CURLOPT_MAIL_RCPT, NULL);
@@ -196,8 +231,7 @@ static int smtp_send(void *h, const struct mail_envelope *e, char *reply, size_t
             snprintf(reply, replylen, "%s (%s)", t.reply, why);
         else
             snprintf(reply, replylen, "%s", why);
-        result = t.reply_code >= 500 && t.reply_code < 600 && !about_setup(rc) ? MAIL_EPERMANENT
-                                                                               : MAIL_ETRANSIENT;
+        result = refused_for_good(&t) ? MAIL_EPERMANENT : MAIL_ETRANSIENT;
     }
     give_handle(s, c, rc == CURLE_OK);
     return result;
@@ -227,8 +261,7 @@ static const struct mail_ops smtp_ops = {
     .free = smtp_free,
 };
 
-/* True when the URL's host is this machine: localhost, 127.0.0.0/8, ::1. */
-static int host_is_loopback(const char *url, bool *out, char *err, size_t errlen)
+int mail_smtp_url_loopback(const char *url, bool *out, char *err, size_t errlen)
 {
     CURLU *u = curl_url();
     char *host = NULL, *scheme = NULL;
@@ -243,8 +276,9 @@ static int host_is_loopback(const char *url, bool *out, char *err, size_t errlen
         snprintf(err, errlen, "SMTP_URL: must start with smtp:// or smtps://");
         goto out;
     }
-    *out = strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
-           strcmp(host, "[::1]") == 0;
+    struct in_addr v4;
+    *out = strcmp(host, "localhost") == 0 || strcmp(host, "[::1]") == 0 ||
+           (inet_pton(AF_INET, host, &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127);
     rc = 0;
 out:
     curl_free(host);
@@ -277,7 +311,7 @@ struct mailer *mail_smtp_new(const struct mail_smtp_settings *set, char *err, si
     if (s->url == NULL || (set->user != NULL && (s->user == NULL || s->password == NULL)) ||
         (set->ca_file != NULL && s->ca_file == NULL))
         goto oom;
-    if (host_is_loopback(s->url, &s->loopback, err, errlen) != 0)
+    if (mail_smtp_url_loopback(s->url, &s->loopback, err, errlen) != 0)
         goto fail;
     s->require_tls = set->require_tls;
     s->connect_timeout = set->connect_timeout > 0 ? set->connect_timeout : 10;

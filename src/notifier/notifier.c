@@ -14,15 +14,27 @@
 #include <string.h>
 #include <time.h>
 
-enum outcome { OUT_SENT, OUT_FAILED, OUT_RETRIED, OUT_REPEATED, OUT_DROPPED, OUT_DEAD, OUTCOMES };
-static const char *const outcome_names[OUTCOMES] = {"sent",     "failed",  "retried",
-                                                    "repeated", "dropped", "dead_letter"};
+enum outcome {
+    OUT_SENT,
+    OUT_PERMANENT, /* given up at once: the server refused it (5xx) */
+    OUT_INVALID,   /* given up at once: the owner's address is not one address */
+    OUT_GAVE_UP,   /* given up after NOTIFY_MAX_ATTEMPTS transient failures */
+    OUT_RETRIED,
+    OUT_REPEATED,
+    OUT_DROPPED,
+    OUT_DEAD,
+    OUTCOMES
+};
+static const char *const outcome_names[OUTCOMES] = {
+    "sent", "permanent", "invalid", "gave_up", "retried", "repeated", "dropped", "dead_letter"};
 
 #define DEAD_SWEEP_MS 3000
 #define DEAD_SWEEP_MAX 100
 /* How long a sent email's settle is retried while the jobs database is
  * down: past it, the message is retried and the email may go twice. */
 #define SETTLE_PATIENCE_MS 15000
+/* A claim outlives the longest send and settle by this much. */
+#define CLAIM_MARGIN_MS 5000
 
 struct notifier {
     const struct config *cfg;
@@ -40,6 +52,10 @@ struct notifier {
     pthread_mutex_t sweep_lock;
     pthread_cond_t sweep_wake;
     bool stopping;
+    /* set by notifier_stop: the time sends must be over by (monotonic ms,
+     * 0: none yet), and the flag that abandons them past it */
+    atomic_llong deadline;
+    volatile int cancel;
 };
 
 static int64_t wall_ms(void)
@@ -54,6 +70,11 @@ static int64_t mono_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t mono_ms(void)
+{
+    return mono_us() / 1000;
 }
 
 static void sleep_ms(long ms)
@@ -88,7 +109,9 @@ static int settle(struct notifier *n, const char *id, const char *error, bool pa
         int rc = jobs_mark_notified(n->jobs, id, wall_ms(), error != NULL ? text : NULL);
         if (rc == JOBS_OK || rc == JOBS_ECONFLICT || rc == JOBS_ENOTFOUND)
             return 0;
-        if (!patient || waited >= SETTLE_PATIENCE_MS) {
+        long long deadline = atomic_load(&n->deadline);
+        if (!patient || waited >= SETTLE_PATIENCE_MS ||
+            (deadline > 0 && mono_ms() + wait >= deadline)) {
             log_error("notification not recorded",
                       json_pack("{s:s, s:s}", "job_id", id, "reason", jobs_strerror(rc)));
             return -1;
@@ -122,26 +145,53 @@ static char *compose(struct notifier *n, const struct job *j, size_t *len, char 
     return mail_compose(&f, len, reason, reasonlen);
 }
 
+/* Gives job j's email up with why, counted as outcome. Returns the
+ * message's verdict: give_up (REJECT or, on the last attempt, RETRY, which
+ * dead-letters it too), or RETRY when it could not be recorded. */
+static enum queue_verdict give_up(struct notifier *n, const struct job *j, const char *why,
+                                  enum outcome outcome, enum queue_verdict verdict)
+{
+    atomic_fetch_add(&n->outcomes[outcome], 1);
+    return settle(n, j->id, why, false) == 0 ? verdict : QUEUE_RETRY;
+}
+
 /* Sends job j's email and settles it. Returns the message's verdict. */
 static enum queue_verdict notify(struct notifier *n, const struct job *j, int attempt)
 {
+    if (!mail_address_valid(j->owner)) {
+        /* never sent: a value that is not one address could be many */
+        log_error("email refused: the owner's address is not a valid email address",
+                  json_pack("{s:s}", "job_id", j->id));
+        return give_up(n, j, "the owner's address is not a valid email address", OUT_INVALID,
+                       QUEUE_REJECT);
+    }
+    /* Only one delivery of the job sends at a time; another one still at
+     * it (or one that died and whose claim has not run out) means later. */
+    int64_t now = wall_ms();
+    int64_t until = now + n->cfg->smtp_timeout * 1000 + SETTLE_PATIENCE_MS + CLAIM_MARGIN_MS;
+    int rc = jobs_claim_notify(n->jobs, j->id, now, until);
+    if (rc == JOBS_ECONFLICT || rc != JOBS_OK) {
+        if (rc != JOBS_ECONFLICT && rc != JOBS_ENOTFOUND)
+            log_warn("jobs database unavailable, will retry",
+                     json_pack("{s:s, s:s}", "job_id", j->id, "reason", jobs_strerror(rc)));
+        atomic_fetch_add(&n->outcomes[rc == JOBS_ENOTFOUND ? OUT_DROPPED : OUT_RETRIED], 1);
+        return rc == JOBS_ENOTFOUND ? QUEUE_ACK : QUEUE_RETRY;
+    }
     char reason[MAIL_REPLY_MAX + 64] = "";
     size_t len = 0;
     char *text = compose(n, j, &len, reason, sizeof(reason));
     if (text == NULL) {
-        /* never sent: an address that is not one address could be many */
-        log_error("notification refused: the owner's address is not a valid email address",
+        log_error("email not composed, will retry",
                   json_pack("{s:s, s:s}", "job_id", j->id, "reason", reason));
-        atomic_fetch_add(&n->outcomes[OUT_FAILED], 1);
-        return settle(n, j->id, "the owner's address is not a valid email address", false) == 0
-                   ? QUEUE_REJECT
-                   : QUEUE_RETRY;
+        jobs_release_notify(n->jobs, j->id, until);
+        atomic_fetch_add(&n->outcomes[OUT_RETRIED], 1);
+        return QUEUE_RETRY;
     }
-    struct mail_envelope e = {n->from, j->owner, j->id, text, len};
+    struct mail_envelope e = {n->from, j->owner, j->id, text, len, &n->cancel};
     char reply[MAIL_REPLY_MAX] = "";
     atomic_fetch_add(&n->sending, 1);
     int64_t t0 = mono_us();
-    int rc = mail_send(n->mail, &e, reply, sizeof(reply));
+    rc = mail_send(n->mail, &e, reply, sizeof(reply));
     metrics_histogram_observe(&n->seconds, (uint64_t)(mono_us() - t0));
     atomic_fetch_sub(&n->sending, 1);
     free(text);
@@ -159,9 +209,10 @@ static enum queue_verdict notify(struct notifier *n, const struct job *j, int at
         atomic_fetch_add(&n->outcomes[OUT_SENT], 1);
         return QUEUE_ACK;
     }
-    if (rc == MAIL_ETRANSIENT && attempt < (int)n->cfg->notify_max_attempts) {
+    if (rc == MAIL_ETRANSIENT && (attempt < (int)n->cfg->notify_max_attempts || n->cancel)) {
         log_warn("email not sent, will retry",
                  json_pack("{s:s, s:s, s:i}", "job_id", j->id, "reply", reply, "attempt", attempt));
+        jobs_release_notify(n->jobs, j->id, until); /* best effort: else it runs out */
         atomic_fetch_add(&n->outcomes[OUT_RETRIED], 1);
         return QUEUE_RETRY;
     }
@@ -173,11 +224,9 @@ static enum queue_verdict notify(struct notifier *n, const struct job *j, int at
         snprintf(why, sizeof(why), "the mail server refused the email: %s", reply);
     log_error("email given up", json_pack("{s:s, s:s, s:s, s:i}", "job_id", j->id, "reply", reply,
                                           "kind", mail_strerror(rc), "attempt", attempt));
-    atomic_fetch_add(&n->outcomes[OUT_FAILED], 1);
-    if (settle(n, j->id, why, false) != 0)
-        return QUEUE_RETRY;
-    /* the last transient attempt's RETRY dead-letters it too */
-    return rc == MAIL_ETRANSIENT ? QUEUE_RETRY : QUEUE_REJECT;
+    if (rc == MAIL_ETRANSIENT) /* the last attempt's RETRY dead-letters it */
+        return give_up(n, j, why, OUT_GAVE_UP, QUEUE_RETRY);
+    return give_up(n, j, why, rc == MAIL_EINVAL ? OUT_INVALID : OUT_PERMANENT, QUEUE_REJECT);
 }
 
 /* The job id a message or dead letter names, or "" (id has room for
@@ -239,20 +288,28 @@ static enum queue_verdict handle(const struct queue_msg *m, void *ctx)
 static int on_dead_letter(const struct queue_msg *m, void *ctx)
 {
     struct notifier *n = ctx;
-    atomic_fetch_add(&n->outcomes[OUT_DEAD], 1);
     char id[BLOB_ID_LEN + 1];
     message_job_id(m, id);
     if (id[0] == '\0') {
         log_error("dead letter without a valid job_id: removed",
                   json_pack("{s:I}", "bytes", (json_int_t)m->len));
+        atomic_fetch_add(&n->outcomes[OUT_DEAD], 1);
         return 0;
     }
     struct job j;
     int rc = jobs_get(n->jobs, id, &j);
-    if (rc == JOBS_ENOTFOUND || (rc == JOBS_OK && j.notified_at > 0))
+    if (rc == JOBS_ENOTFOUND || (rc == JOBS_OK && j.notified_at > 0)) {
+        atomic_fetch_add(&n->outcomes[OUT_DEAD], 1);
         return 0;
+    }
     if (rc != JOBS_OK)
         return 1;
+    /* another copy of the message may be sending right now: not while
+     * its claim runs */
+    int64_t now = wall_ms();
+    if (jobs_claim_notify(n->jobs, id, now, now + CLAIM_MARGIN_MS) != JOBS_OK)
+        return 1;
+    atomic_fetch_add(&n->outcomes[OUT_DEAD], 1);
     char reason[200];
     snprintf(reason, sizeof(reason),
              "the email was given up after %d deliveries (the notifier stopped on it each time)",
@@ -295,10 +352,11 @@ static void write_metrics(FILE *out, void *ctx)
             "# HELP vid2mp3_notifications_sending Emails being sent now.\n"
             "# TYPE vid2mp3_notifications_sending gauge\n"
             "vid2mp3_notifications_sending %d\n"
-            "# HELP vid2mp3_notify_send_seconds Time to hand one email to the mail backend.\n"
-            "# TYPE vid2mp3_notify_send_seconds histogram\n",
+            "# HELP vid2mp3_notification_send_seconds Time to hand one email to the mail "
+            "backend.\n"
+            "# TYPE vid2mp3_notification_send_seconds histogram\n",
             atomic_load(&n->sending));
-    metrics_histogram_write(out, "vid2mp3_notify_send_seconds", "", &n->seconds);
+    metrics_histogram_write(out, "vid2mp3_notification_send_seconds", "", &n->seconds);
 }
 
 int notifier_ready(void *ctx, char *why, size_t whylen)
@@ -375,15 +433,48 @@ struct notifier *notifier_start(const struct config *cfg, const struct notifier_
     return n;
 }
 
-void notifier_stop(struct notifier *n)
+/* Abandons the sends still running at the deadline (they go back to the
+ * queue), so a stop takes at most the grace period. */
+static void *stop_watch(void *arg)
+{
+    struct notifier *n = arg;
+    pthread_mutex_lock(&n->sweep_lock);
+    while (!n->stopping) {
+        long long left = atomic_load(&n->deadline) - mono_ms();
+        if (left <= 0) {
+            n->cancel = 1;
+            break;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += left / 1000;
+        until.tv_nsec += (left % 1000) * 1000000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&n->sweep_wake, &n->sweep_lock, &until);
+    }
+    pthread_mutex_unlock(&n->sweep_lock);
+    return NULL;
+}
+
+void notifier_stop(struct notifier *n, int grace_seconds)
 {
     if (n == NULL)
         return;
+    atomic_store(&n->deadline, mono_ms() + (long long)grace_seconds * 1000);
+    pthread_t watch;
+    bool watching = pthread_create(&watch, NULL, stop_watch, n) == 0;
+    if (!watching)
+        n->cancel = 1;
     queue_consumer_stop(n->consumer);
     pthread_mutex_lock(&n->sweep_lock);
     n->stopping = true;
-    pthread_cond_signal(&n->sweep_wake);
+    pthread_cond_broadcast(&n->sweep_wake);
     pthread_mutex_unlock(&n->sweep_lock);
+    if (watching)
+        pthread_join(watch, NULL);
     if (n->sweeper_started)
         pthread_join(n->sweeper, NULL);
     pthread_mutex_destroy(&n->sweep_lock);

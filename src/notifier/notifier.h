@@ -5,8 +5,10 @@
  *
  * For each message: read the job (the message only names it; the job is
  * the truth), and unless its notification is already settled (notified_at
- * set), compose the email (message.h), send it (mail.h), settle the
- * notification, then ack. Delivery is at least once, so the order matters:
+ * set), claim it (jobs_claim_notify: two copies of the message handled at
+ * once cannot both send), compose the email (message.h), send it
+ * (mail.h), settle the notification, then ack. Delivery is at least once,
+ * so the order matters:
  *   - a repeat of a settled job's message sends nothing;
  *   - a crash after the settle and before the ack sends nothing more;
  *   - a crash after the send and before the settle sends the email again
@@ -53,9 +55,10 @@ int notifier_check_config(const struct config *cfg, char *err, size_t errlen);
 struct notifier *notifier_start(const struct config *cfg, const struct notifier_deps *deps,
                                 char *err, size_t errlen);
 
-/* Stops taking messages and waits for the sends in progress (each bounded
- * by SMTP_TIMEOUT_SECONDS). Frees n. NULL is a no-op. */
-void notifier_stop(struct notifier *n);
+/* Stops taking messages and waits for the sends in progress; those still
+ * running after grace_seconds are abandoned and handed back to the queue.
+ * Frees n. NULL is a no-op. */
+void notifier_stop(struct notifier *n, int grace_seconds);
 
 /* /readyz of the notifier: jobs and queue answer. ctx: notifier. */
 int notifier_ready(void *ctx, char *why, size_t whylen);

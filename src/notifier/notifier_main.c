@@ -65,7 +65,7 @@ int notifier_main(int argc, char **argv)
 
     int sig = service_wait_signal();
     log_info("stopping", json_pack("{s:i}", "signal", sig));
-    notifier_stop(n);
+    notifier_stop(n, (int)cfg.shutdown_grace);
     n = NULL;
     http_server_stop(srv, 1);
     srv = NULL;
@@ -75,7 +75,7 @@ int notifier_main(int argc, char **argv)
 fail:
     log_error("notifier failed to start", json_pack("{s:s}", "reason", err));
 out:
-    notifier_stop(n);
+    notifier_stop(n, 0);
     http_server_stop(srv, 0);
     queue_free(queue);
     jobs_free(jobs);

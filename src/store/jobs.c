@@ -62,8 +62,8 @@ int job_update_check(const struct job_update *u)
         return JOBS_EINVAL;
     if ((u->set & JOB_SET_ERROR) && (u->error == NULL || strlen(u->error) > JOB_ERROR_MAX))
         return JOBS_EINVAL;
-    if ((u->set & JOB_SET_RESULT) &&
-        !(u->duration >= 0.0 && u->duration < 1e9 && u->mp3_bytes >= 0))
+    /* a negative duration means unknown (stored as -1) */
+    if ((u->set & JOB_SET_RESULT) && !(u->duration < 1e9 && u->mp3_bytes >= 0))
         return JOBS_EINVAL;
     return JOBS_OK;
 }

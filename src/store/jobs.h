@@ -115,6 +115,14 @@ struct jobs_ops {
      * notify_error to error (NULL or "": the email was sent). JOBS_ECONFLICT
      * when it was already settled. */
     int (*mark_notified)(void *h, const char *id, int64_t at_ms, const char *error);
+    /* Claims the job's notification for whoever is about to send it, until
+     * until_ms: JOBS_OK, or JOBS_ECONFLICT when it is settled or another
+     * claim is still running at now_ms. Two deliveries of one job at once
+     * thus cannot both send; a claim whose holder died runs out. */
+    int (*claim_notify)(void *h, const char *id, int64_t now_ms, int64_t until_ms);
+    /* Ends the claim that runs until until_ms (the holder's own: a newer
+     * claim is left alone), so the next delivery need not wait it out. */
+    int (*release_notify)(void *h, const char *id, int64_t until_ms);
     int (*remove)(void *h, const char *id);
     int (*ping)(void *h);
     void (*free)(void *h);
@@ -160,6 +168,15 @@ static inline int jobs_mark_notified(struct jobs *s, const char *id, int64_t at_
                                      const char *error)
 {
     return s->ops->mark_notified(s->h, id, at_ms, error);
+}
+static inline int jobs_claim_notify(struct jobs *s, const char *id, int64_t now_ms,
+                                    int64_t until_ms)
+{
+    return s->ops->claim_notify(s->h, id, now_ms, until_ms);
+}
+static inline int jobs_release_notify(struct jobs *s, const char *id, int64_t until_ms)
+{
+    return s->ops->release_notify(s->h, id, until_ms);
 }
 static inline int jobs_remove(struct jobs *s, const char *id)
 {

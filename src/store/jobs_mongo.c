@@ -6,7 +6,8 @@
  * request_id, status (its name), progress, error, attempts, created_at,
  * updated_at (BSON dates), notified_at (int64 ms, 0 until notified),
  * notify_error, duration (double seconds) and mp3_bytes (int64; both -1
- * until done; documents written before them read as -1).
+ * until done; documents written before them read as -1), notify_claim
+ * (int64 ms: a notifier is sending until then).
  * Guarded updates are one update_one whose filter carries the allowed
  * statuses, so the compare-and-set is the server's. Indexes on
  * {owner, created_at} and {video_fid} are created with the first call that
@@ -148,7 +149,8 @@ static int jm_create(void *h, const struct job *j)
         BCON_UTF8(j->request_id), "status", BCON_UTF8("queued"), "progress", BCON_DOUBLE(0.0),
         "error", BCON_UTF8(""), "attempts", BCON_INT32(0), "created_at", BCON_DATE_TIME(now),
         "updated_at", BCON_DATE_TIME(now), "notified_at", BCON_INT64(0), "notify_error",
-        BCON_UTF8(""), "duration", BCON_DOUBLE(-1.0), "mp3_bytes", BCON_INT64(-1));
+        BCON_UTF8(""), "duration", BCON_DOUBLE(-1.0), "mp3_bytes", BCON_INT64(-1), "notify_claim",
+        BCON_INT64(0));
     mongoc_client_t *client;
     mongoc_collection_t *coll = take(m, &client);
     ensure_indexes(m, coll);
@@ -316,7 +318,7 @@ static int jm_update(void *h, const char *id, const struct job_update *u)
     if (u->set & JOB_SET_ERROR)
         BSON_APPEND_UTF8(&set, "error", u->error);
     if (u->set & JOB_SET_RESULT) {
-        BSON_APPEND_DOUBLE(&set, "duration", u->duration);
+        BSON_APPEND_DOUBLE(&set, "duration", u->duration < 0 ? -1.0 : u->duration);
         BSON_APPEND_INT64(&set, "mp3_bytes", u->mp3_bytes);
     }
     bson_append_document_end(&update, &set);
@@ -342,6 +344,37 @@ static int jm_mark_notified(void *h, const char *id, int64_t at_ms, const char *
     bson_t *update = BCON_NEW("$set", "{", "notified_at", BCON_INT64(at_ms), "notify_error",
                               BCON_UTF8(error != NULL ? error : ""), "}");
     int rc = guarded_update(h, id, filter, update, "mark_notified");
+    bson_destroy(filter);
+    bson_destroy(update);
+    return rc;
+}
+
+static int jm_claim_notify(void *h, const char *id, int64_t now, int64_t until)
+{
+    if (!blob_id_valid(id) || until <= now)
+        return JOBS_EINVAL;
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, id);
+    /* documents written before notify_claim existed have none: free */
+    bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "notified_at", BCON_INT64(0), "$or", "[", "{",
+                              "notify_claim", "{", "$lte", BCON_INT64(now), "}", "}", "{",
+                              "notify_claim", "{", "$exists", BCON_BOOL(false), "}", "}", "]");
+    bson_t *update = BCON_NEW("$set", "{", "notify_claim", BCON_INT64(until), "}");
+    int rc = guarded_update(h, id, filter, update, "claim_notify");
+    bson_destroy(filter);
+    bson_destroy(update);
+    return rc;
+}
+
+static int jm_release_notify(void *h, const char *id, int64_t until)
+{
+    if (!blob_id_valid(id))
+        return JOBS_EINVAL;
+    bson_oid_t oid;
+    bson_oid_init_from_string(&oid, id);
+    bson_t *filter = BCON_NEW("_id", BCON_OID(&oid), "notify_claim", BCON_INT64(until));
+    bson_t *update = BCON_NEW("$set", "{", "notify_claim", BCON_INT64(0), "}");
+    int rc = guarded_update(h, id, filter, update, "release_notify");
     bson_destroy(filter);
     bson_destroy(update);
     return rc;
@@ -409,6 +442,8 @@ static const struct jobs_ops mongo_ops = {
     .list = jm_list,
     .update = jm_update,
     .mark_notified = jm_mark_notified,
+    .claim_notify = jm_claim_notify,
+    .release_notify = jm_release_notify,
     .remove = jm_remove,
     .ping = jm_ping,
     .free = jm_free,

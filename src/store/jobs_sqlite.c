@@ -117,7 +117,8 @@ static int migrate(struct jsq *s)
                               " notified_at INTEGER NOT NULL DEFAULT 0,"
                               " notify_error TEXT NOT NULL DEFAULT '',"
                               " duration REAL NOT NULL DEFAULT -1,"
-                              " mp3_bytes INTEGER NOT NULL DEFAULT -1);"
+                              " mp3_bytes INTEGER NOT NULL DEFAULT -1,"
+                              " notify_claim INTEGER NOT NULL DEFAULT 0);"
                               "CREATE INDEX IF NOT EXISTS jobs_owner_created"
                               " ON jobs (owner, created_at DESC, id DESC);"
                               "CREATE INDEX IF NOT EXISTS jobs_video ON jobs (video_fid);";
@@ -130,6 +131,7 @@ static int migrate(struct jsq *s)
         {"notify_error", "TEXT NOT NULL DEFAULT ''"},
         {"duration", "REAL NOT NULL DEFAULT -1"},
         {"mp3_bytes", "INTEGER NOT NULL DEFAULT -1"},
+        {"notify_claim", "INTEGER NOT NULL DEFAULT 0"},
     };
     for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
         sqlite3_stmt *st = NULL;
@@ -148,7 +150,8 @@ static int migrate(struct jsq *s)
         snprintf(alter, sizeof(alter), "ALTER TABLE jobs ADD COLUMN %s %s", added[i][0],
                  added[i][1]);
         rc = sqlite3_exec(s->db, alter, NULL, NULL, NULL);
-        if (rc != SQLITE_OK)
+        /* another process opening the same file may have added it first */
+        if (rc != SQLITE_OK && strstr(sqlite3_errmsg(s->db), "duplicate column") == NULL)
             return fail(s, rc, "migrate");
     }
     return JOBS_OK;
@@ -335,7 +338,7 @@ static int js_update(void *h, const char *id, const struct job_update *u)
     if (u->if_mp3 != NULL)
         sqlite3_bind_text(st, 7, u->if_mp3, -1, SQLITE_STATIC);
     if (u->set & JOB_SET_RESULT) {
-        sqlite3_bind_double(st, 8, u->duration);
+        sqlite3_bind_double(st, 8, u->duration < 0 ? -1.0 : u->duration);
         sqlite3_bind_int64(st, 9, u->mp3_bytes);
     }
     result = step_guarded(s, st, id, "update");
@@ -365,6 +368,56 @@ static int js_mark_notified(void *h, const char *id, int64_t at_ms, const char *
     sqlite3_bind_int64(st, 2, at_ms);
     sqlite3_bind_text(st, 3, error != NULL ? error : "", -1, SQLITE_STATIC);
     result = step_guarded(s, st, id, "mark_notified");
+out:
+    sqlite3_finalize(st);
+    unlock(s);
+    return result;
+}
+
+static int js_claim_notify(void *h, const char *id, int64_t now, int64_t until)
+{
+    struct jsq *s = h;
+    if (!blob_id_valid(id) || until <= now)
+        return JOBS_EINVAL;
+    lock(s);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(s->db,
+                                "UPDATE jobs SET notify_claim = ?3"
+                                " WHERE id = ?1 AND notified_at = 0 AND notify_claim <= ?2",
+                                -1, &st, NULL);
+    int result;
+    if (rc != SQLITE_OK) {
+        result = fail(s, rc, "claim_notify");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, now);
+    sqlite3_bind_int64(st, 3, until);
+    result = step_guarded(s, st, id, "claim_notify");
+out:
+    sqlite3_finalize(st);
+    unlock(s);
+    return result;
+}
+
+static int js_release_notify(void *h, const char *id, int64_t until)
+{
+    struct jsq *s = h;
+    if (!blob_id_valid(id))
+        return JOBS_EINVAL;
+    lock(s);
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(
+        s->db, "UPDATE jobs SET notify_claim = 0 WHERE id = ?1 AND notify_claim = ?2", -1, &st,
+        NULL);
+    int result;
+    if (rc != SQLITE_OK) {
+        result = fail(s, rc, "release_notify");
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, until);
+    result = step_guarded(s, st, id, "release_notify");
 out:
     sqlite3_finalize(st);
     unlock(s);
@@ -420,6 +473,8 @@ static const struct jobs_ops sqlite_ops = {
     .list = js_list,
     .update = js_update,
     .mark_notified = js_mark_notified,
+    .claim_notify = js_claim_notify,
+    .release_notify = js_release_notify,
     .remove = js_remove,
     .ping = js_ping,
     .free = js_free,

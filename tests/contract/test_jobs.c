@@ -7,6 +7,7 @@
  */
 #include "harness.h"
 
+#include <math.h>
 #include <mongoc/mongoc.h>
 #include <pthread.h>
 #include <sqlite3.h>
@@ -292,7 +293,7 @@ static void result_recorded(void **state)
     char id[BLOB_ID_LEN + 1], mp3[BLOB_ID_LEN + 1];
     make(owner_a, "r.mp4", id);
     blob_id_new(mp3);
-    struct job_update bad = {.from = Q, .set = JOB_SET_RESULT, .duration = -2, .mp3_bytes = 1};
+    struct job_update bad = {.from = Q, .set = JOB_SET_RESULT, .duration = NAN, .mp3_bytes = 1};
     assert_int_equal(jobs_update(store, id, &bad), JOBS_EINVAL);
     bad.duration = 1;
     bad.mp3_bytes = -1;
@@ -310,6 +311,68 @@ static void result_recorded(void **state)
     assert_true(j.duration == 600.25);
     assert_int_equal(j.mp3_bytes, 9876543210LL);
     assert_string_equal(j.mp3_fid, mp3);
+
+    /* an unknown duration (any negative) reads back as -1 */
+    char id2[BLOB_ID_LEN + 1];
+    make(owner_a, "r2.mp4", id2);
+    struct job_update unknown = {.from = Q, .set = JOB_SET_RESULT, .duration = -7, .mp3_bytes = 5};
+    assert_int_equal(jobs_update(store, id2, &unknown), JOBS_OK);
+    assert_int_equal(jobs_get(store, id2, &j), JOBS_OK);
+    assert_true(j.duration == -1.0);
+    assert_int_equal(j.mp3_bytes, 5);
+}
+
+/* One claim at a time; none once settled; an expired claim is free. */
+static void notify_claims(void **state)
+{
+    (void)state;
+    char id[BLOB_ID_LEN + 1], missing[BLOB_ID_LEN + 1];
+    make(owner_a, "c.mp4", id);
+    blob_id_new(missing);
+    int64_t t = now_ms();
+    assert_int_equal(jobs_claim_notify(store, id, t, t + 1000), JOBS_OK);
+    assert_int_equal(jobs_claim_notify(store, id, t + 10, t + 2000), JOBS_ECONFLICT);
+    assert_int_equal(jobs_claim_notify(store, id, t + 1000, t + 3000), JOBS_OK); /* ran out */
+    assert_int_equal(jobs_claim_notify(store, id, t + 1001, t + 4000), JOBS_ECONFLICT);
+    /* its holder ends it early; someone else's end is refused */
+    assert_int_equal(jobs_release_notify(store, id, t + 2999), JOBS_ECONFLICT);
+    assert_int_equal(jobs_release_notify(store, id, t + 3000), JOBS_OK);
+    assert_int_equal(jobs_claim_notify(store, id, t + 1001, t + 3000), JOBS_OK);
+    assert_int_equal(jobs_mark_notified(store, id, t + 1002, NULL), JOBS_OK);
+    assert_int_equal(jobs_claim_notify(store, id, t + 9000, t + 9999), JOBS_ECONFLICT);
+    assert_int_equal(jobs_claim_notify(store, missing, t, t + 1), JOBS_ENOTFOUND);
+    assert_int_equal(jobs_claim_notify(store, id, t, t), JOBS_EINVAL);
+    assert_int_equal(jobs_claim_notify(store, "nope", t, t + 1), JOBS_EINVAL);
+}
+
+struct claimer {
+    const char *id;
+    int64_t now;
+    atomic_int *won;
+};
+
+static void *claim_thread(void *arg)
+{
+    struct claimer *c = arg;
+    if (jobs_claim_notify(store, c->id, c->now, c->now + 60000) == JOBS_OK)
+        atomic_fetch_add(c->won, 1);
+    return NULL;
+}
+
+/* Eight notifiers racing for one job: exactly one gets it. */
+static void notify_claim_race(void **state)
+{
+    (void)state;
+    char id[BLOB_ID_LEN + 1];
+    make(owner_a, "race.mp4", id);
+    atomic_int won = 0;
+    pthread_t t[8];
+    struct claimer c = {id, now_ms(), &won};
+    for (int i = 0; i < 8; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, claim_thread, &c), 0);
+    for (int i = 0; i < 8; i++)
+        pthread_join(t[i], NULL);
+    assert_int_equal(atomic_load(&won), 1);
 }
 
 struct collected {
@@ -487,6 +550,15 @@ static void remove_and_reopen(void **state)
     assert_int_equal(jobs_ping(store), JOBS_OK);
 }
 
+static void *open_thread(void *arg)
+{
+    char err[256];
+    *(struct jobs **)arg = open_backend(err, sizeof(err));
+    if (*(struct jobs **)arg == NULL)
+        fprintf(stderr, "open: %s\n", err);
+    return NULL;
+}
+
 /* A database made by the first release (no notify_error, duration,
  * mp3_bytes) is upgraded when opened, its rows kept. MongoDB documents
  * without the fields read as unknown. */
@@ -501,13 +573,13 @@ static void older_schema_is_upgraded(void **state)
         mongoc_collection_t *col = mongoc_client_get_collection(c, "videos", "jobs");
         bson_oid_t oid;
         bson_oid_init_from_string(&oid, id);
-        bson_t *doc = BCON_NEW("_id", BCON_OID(&oid), "owner", BCON_UTF8(owner_a), "video_fid",
-                               BCON_UTF8(vid), "mp3_fid", BCON_UTF8(""), "filename",
-                               BCON_UTF8("old.mp4"), "options", BCON_UTF8("{}"), "request_id",
-                               BCON_UTF8(""), "status", BCON_UTF8("queued"), "progress",
-                               BCON_DOUBLE(0), "error", BCON_UTF8(""), "attempts", BCON_INT32(0),
-                               "created_at", BCON_DATE_TIME(now_ms()), "updated_at",
-                               BCON_DATE_TIME(now_ms()), "notified_at", BCON_INT64(0));
+        bson_t *doc =
+            BCON_NEW("_id", BCON_OID(&oid), "owner", BCON_UTF8(owner_a), "video_fid",
+                     BCON_UTF8(vid), "mp3_fid", BCON_UTF8(""), "filename", BCON_UTF8("old.mp4"),
+                     "options", BCON_UTF8("{}"), "request_id", BCON_UTF8(""), "status",
+                     BCON_UTF8("queued"), "progress", BCON_DOUBLE(0), "error", BCON_UTF8(""),
+                     "attempts", BCON_INT32(0), "created_at", BCON_DATE_TIME(now_ms()),
+                     "updated_at", BCON_DATE_TIME(now_ms()), "notified_at", BCON_INT64(0));
         assert_true(mongoc_collection_insert_one(col, doc, NULL, NULL, NULL));
         bson_destroy(doc);
         mongoc_collection_destroy(col);
@@ -533,9 +605,18 @@ static void older_schema_is_upgraded(void **state)
                  id, owner_a, vid);
         assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(db);
-        char err[256] = "";
-        store = open_backend(err, sizeof(err));
-        assert_non_null(store);
+        /* services starting together open it at once: all must succeed */
+        pthread_t t[4];
+        struct jobs *opened[4] = {0};
+        for (int i = 0; i < 4; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, open_thread, &opened[i]), 0);
+        for (int i = 0; i < 4; i++) {
+            pthread_join(t[i], NULL);
+            assert_non_null(opened[i]);
+        }
+        store = opened[0];
+        for (int i = 1; i < 4; i++)
+            jobs_free(opened[i]);
     }
     struct job j;
     assert_int_equal(jobs_get(store, id, &j), JOBS_OK);
@@ -630,6 +711,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(illegal_transitions, setup, teardown),
         cmocka_unit_test_setup_teardown(notified_once, setup, teardown),
         cmocka_unit_test_setup_teardown(result_recorded, setup, teardown),
+        cmocka_unit_test_setup_teardown(notify_claims, setup, teardown),
+        cmocka_unit_test_setup_teardown(notify_claim_race, setup, teardown),
         cmocka_unit_test_setup_teardown(listing_is_per_owner_newest_first, setup, teardown),
         cmocka_unit_test_setup_teardown(paging_sees_every_job_once, setup, teardown),
         cmocka_unit_test_setup_teardown(concurrent_updates, setup, teardown),
