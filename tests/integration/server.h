@@ -21,8 +21,8 @@ struct server {
     char *dir;
     char log[600];
     char base[64];
-    char env[32][600]; /* NAME=value strings handed to the child */
-    char *envp[33];
+    char env[48][600]; /* NAME=value strings handed to the child */
+    char *envp[49];
     int nenv;
 };
 
@@ -57,7 +57,7 @@ static inline void server_init(struct server *s, const char *const *extra)
     snprintf(s->env[n++], sizeof(s->env[0]), "JWT_SECRET=%s", TEST_SECRET);
     snprintf(s->env[n++], sizeof(s->env[0]), "MYSQL_HOST=");
     snprintf(s->env[n++], sizeof(s->env[0]), "SHUTDOWN_GRACE_SECONDS=10");
-    for (int i = 0; extra != NULL && extra[i] != NULL && n < 32; i++)
+    for (int i = 0; extra != NULL && extra[i] != NULL && n < 48; i++)
         snprintf(s->env[n++], sizeof(s->env[0]), "%s", extra[i]);
     for (int i = 0; i < n; i++)
         s->envp[i] = s->env[i];
@@ -69,7 +69,7 @@ static inline void server_init(struct server *s, const char *const *extra)
 __attribute__((format(printf, 2, 3))) static inline void server_env(struct server *s,
                                                                     const char *fmt, ...)
 {
-    if (s->nenv == 32)
+    if (s->nenv == 48)
         fail_msg("server_env: too many variables");
     va_list ap;
     va_start(ap, fmt);

@@ -1,0 +1,920 @@
+/*
+ * End to end: the user's whole path through the real binaries, and the
+ * faults an operator meets, in both topologies.
+ *
+ * Usage: test_e2e PATH/TO/vid2mp3 embedded|distributed
+ *   embedded     one `vid2mp3 all` process: SQLite users, jobs and queue,
+ *                files, emails in DATA_DIR/outbox
+ *   distributed  four processes (auth, gateway, converter, notifier) on
+ *                the real MariaDB, RabbitMQ, MongoDB-wire and SMTP servers
+ *                of scripts/test-services.sh
+ * Nothing is reached around the services: users come from the command
+ * line and the HTTP API, files from uploads, results from the emails
+ * (outbox or SMTP server) and downloads, checked with ffprobe. Only the
+ * "exactly once" checks look into storage (MP3 blobs per job).
+ */
+#include "../integration/server.h"
+
+#include <curl/curl.h>
+#include <dirent.h>
+#include <mongoc/mongoc.h>
+#include <pthread.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "store/blobs.h"
+
+enum topo { EMBEDDED, DISTRIBUTED };
+static enum topo topo;
+
+/* embedded: everything in `all`; distributed: one process each */
+static struct server all_s, auth_s, gw_s, conv_s, nt_s;
+static int gw_port;
+static char gw_base[64];
+static char tag[13], video_q[64], mp3_q[64], mysql_db[64];
+static char admin[128], user_b[128];
+#define ADMIN_PW "admin-password-e2e"
+#define USER_PW "user-b-password-e2e"
+static char *media;
+static char clip_mp4[600], clip_mkv[600], clip_webm[600], long_mp4[600], small_mp4[600];
+
+/* ---------- media ---------- */
+
+static void ffmpeg(const char *const *args, const char *out)
+{
+    char *argv[48] = {"/usr/bin/ffmpeg", "-nostdin", "-loglevel", "error", "-y"};
+    int n = 5;
+    for (int i = 0; args[i] != NULL; i++)
+        argv[n++] = (char *)args[i];
+    argv[n++] = (char *)out;
+    argv[n] = NULL;
+    assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+}
+
+static void make_media(void)
+{
+    media = th_tmpdir();
+    snprintf(clip_mp4, sizeof(clip_mp4), "%s/holiday talk.mp4", media);
+    const char *a[] = {
+        "-f",   "lavfi",   "-i",        "testsrc2=s=320x240:d=6:r=15",
+        "-f",   "lavfi",   "-i",        "sine=frequency=440:duration=6:sample_rate=44100",
+        "-c:v", "libx264", "-preset",   "ultrafast",
+        "-c:a", "aac",     "-shortest", NULL};
+    ffmpeg(a, clip_mp4);
+    snprintf(clip_mkv, sizeof(clip_mkv), "%s/Grüße.mkv", media);
+    const char *b[] = {
+        "-f",        "lavfi", "-i",   "testsrc=s=160x120:d=5:r=10",
+        "-f",        "lavfi", "-i",   "sine=frequency=330:duration=5:sample_rate=48000",
+        "-c:v",      "mpeg4", "-c:a", "libopus",
+        "-shortest", NULL};
+    ffmpeg(b, clip_mkv);
+    snprintf(clip_webm, sizeof(clip_webm), "%s/song.webm", media);
+    const char *c[] = {
+        "-f",        "lavfi",  "-i",   "testsrc=s=160x120:d=4:r=10",
+        "-f",        "lavfi",  "-i",   "sine=frequency=550:duration=4:sample_rate=48000",
+        "-c:v",      "libvpx", "-c:a", "libvorbis",
+        "-shortest", NULL};
+    ffmpeg(c, clip_webm);
+    /* long enough that a conversion is running for a second or more */
+    snprintf(long_mp4, sizeof(long_mp4), "%s/lecture.mp4", media);
+    const char *d[] = {
+        "-f",        "lavfi", "-i",   "testsrc=s=96x64:d=240:r=2",
+        "-f",        "lavfi", "-i",   "sine=frequency=220:duration=240:sample_rate=44100",
+        "-c:v",      "mpeg4", "-c:a", "aac",
+        "-shortest", NULL};
+    ffmpeg(d, long_mp4);
+    snprintf(small_mp4, sizeof(small_mp4), "%s/small.mp4", media);
+    const char *e[] = {"-f",        "lavfi", "-i",   "testsrc=s=96x64:d=3:r=5",
+                       "-f",        "lavfi", "-i",   "sine=frequency=660:duration=3",
+                       "-c:v",      "mpeg4", "-c:a", "aac",
+                       "-shortest", NULL};
+    ffmpeg(e, small_mp4);
+}
+
+/* ---------- HTTP ---------- */
+
+struct buf {
+    char *data;
+    size_t len;
+};
+
+static size_t collect(char *p, size_t size, size_t n, void *arg)
+{
+    struct buf *b = arg;
+    size_t add = size * n;
+    char *d = realloc(b->data, b->len + add + 1);
+    assert_non_null(d);
+    memcpy(d + b->len, p, add);
+    b->len += add;
+    d[b->len] = '\0';
+    b->data = d;
+    return add;
+}
+
+/* POST /upload of path as a multipart form, at most max_speed bytes/s
+ * (0: no limit). Returns the status (0: no answer); job_id gets the id on
+ * 202. */
+static long upload(const char *token, const char *path, long max_speed, char job_id[25])
+{
+    CURL *c = curl_easy_init();
+    curl_mime *form = curl_mime_init(c);
+    curl_mimepart *part = curl_mime_addpart(form);
+    curl_mime_name(part, "file");
+    curl_mime_filedata(part, path);
+    char url[128], auth[1200];
+    snprintf(url, sizeof(url), "%s/upload", gw_base);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    struct curl_slist *h = curl_slist_append(NULL, auth);
+    struct buf b = {0};
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_MIMEPOST, form);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (max_speed > 0)
+        curl_easy_setopt(c, CURLOPT_MAX_SEND_SPEED_LARGE, (curl_off_t)max_speed);
+    long status = 0;
+    if (curl_easy_perform(c) == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    if (job_id != NULL)
+        job_id[0] = '\0';
+    if (status == 202 && job_id != NULL) {
+        json_t *j = json_loads(b.data, 0, NULL);
+        const char *id = json_string_value(json_object_get(j, "job_id"));
+        snprintf(job_id, 25, "%s", id != NULL ? id : "");
+        json_decref(j);
+    }
+    free(b.data);
+    curl_slist_free_all(h);
+    curl_mime_free(form);
+    curl_easy_cleanup(c);
+    return status;
+}
+
+static void gw_get(const char *path, const char *token, const char *extra, struct th_resp *r)
+{
+    char url[512], auth[1200];
+    snprintf(url, sizeof(url), "%s%s", gw_base, path);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+    const char *h[] = {auth, extra, NULL};
+    th_http("GET", url, h, NULL, 0, r);
+}
+
+/* Logs in at the gateway with JSON (basic false) or HTTP Basic. Returns
+ * the token (caller frees) or NULL, with the status in *status. */
+static char *gw_login(const char *email, const char *password, bool basic, long *status)
+{
+    char url[128], body[400], hdr[400];
+    snprintf(url, sizeof(url), "%s/login", gw_base);
+    struct th_resp r;
+    if (basic) {
+        char up[300];
+        snprintf(up, sizeof(up), "%s:%s", email, password);
+        snprintf(hdr, sizeof(hdr), "Authorization: Basic ");
+        sodium_bin2base64(hdr + strlen(hdr), sizeof(hdr) - strlen(hdr), (unsigned char *)up,
+                          strlen(up), sodium_base64_VARIANT_ORIGINAL);
+        const char *h[] = {hdr, NULL};
+        th_http("POST", url, h, NULL, 0, &r);
+    } else {
+        snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\"}", email, password);
+        const char *h[] = {"Content-Type: application/json", NULL};
+        th_http("POST", url, h, body, strlen(body), &r);
+    }
+    *status = r.status;
+    char *tok = NULL;
+    if (r.status == 200) {
+        json_t *j = th_json(&r);
+        tok = strdup(json_string_value(json_object_get(j, "token")));
+        json_decref(j);
+    }
+    th_resp_free(&r);
+    return tok;
+}
+
+static char *must_login(const char *email, const char *password)
+{
+    long st = 0;
+    char *tok = gw_login(email, password, false, &st);
+    if (tok == NULL)
+        fail_msg("login %s: status %ld", email, st);
+    return tok;
+}
+
+/* GET /jobs/ID as JSON (caller owns), or NULL when not 200. */
+static json_t *job_json(const char *token, const char *id)
+{
+    char path[80];
+    snprintf(path, sizeof(path), "/jobs/%s", id);
+    struct th_resp r;
+    gw_get(path, token, NULL, &r);
+    json_t *j = r.status == 200 ? th_json(&r) : NULL;
+    th_resp_free(&r);
+    return j;
+}
+
+static const char *jstr(json_t *j, const char *k)
+{
+    const char *v = json_string_value(json_object_get(j, k));
+    return v != NULL ? v : "";
+}
+
+/* Waits until job id is done or failed and its email settled; returns it. */
+static json_t *wait_settled(const char *token, const char *id, int seconds)
+{
+    json_t *j = NULL;
+    for (int i = 0; i < seconds * 10; i++) {
+        json_decref(j);
+        j = job_json(token, id);
+        if (j != NULL && strcmp(jstr(j, "notification"), "pending") != 0)
+            return j;
+        th_sleep_ms(100);
+    }
+    fail_msg("job %s not finished and notified within %d s: %s", id, seconds,
+             j != NULL ? json_dumps(j, 0) : "(no answer)");
+    return NULL;
+}
+
+/* ---------- emails ---------- */
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    size_t got = fread(b, 1, (size_t)n, f);
+    b[got] = '\0';
+    fclose(f);
+    return b;
+}
+
+/* The emails about job id that reached the admin: their count, and the
+ * last one's text in *text (caller frees) when text is not NULL. */
+static int emails_about(const char *id, char **text)
+{
+    if (text != NULL)
+        *text = NULL;
+    if (topo == EMBEDDED) {
+        char path[700];
+        snprintf(path, sizeof(path), "%s/outbox/%s.eml", all_s.dir, id);
+        char *t = slurp(path);
+        if (t == NULL)
+            return 0;
+        if (text != NULL)
+            *text = t;
+        else
+            free(t);
+        return 1;
+    }
+    char dir[700], want[80];
+    snprintf(dir, sizeof(dir), "%s/mail/%s", th_need_env("VID2MP3_TEST_SMTP_SPOOL"), admin);
+    snprintf(want, sizeof(want), "Message-ID: <job-%s@", id);
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[1000];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        char *t = slurp(path);
+        if (t != NULL && strstr(t, want) != NULL) {
+            n++;
+            if (text != NULL) {
+                free(*text);
+                *text = t;
+                t = NULL;
+            }
+        }
+        free(t);
+    }
+    closedir(d);
+    return n;
+}
+
+static char *wait_email(const char *id, int seconds)
+{
+    for (int i = 0; i < seconds * 10; i++) {
+        char *t = NULL;
+        if (emails_about(id, &t) > 0)
+            return t;
+        th_sleep_ms(100);
+    }
+    fail_msg("no email about job %s within %d s", id, seconds);
+    return NULL;
+}
+
+/* The MP3's id as the email gives it ("File id: ..." in the text part). */
+static void fid_from_email(const char *email, char fid[25])
+{
+    /* quoted-printable: the id is hex, never encoded, never split (short line) */
+    const char *p = strstr(email, "File id: ");
+    assert_non_null(p);
+    p += strlen("File id: ");
+    size_t n = strspn(p, "0123456789abcdef");
+    assert_int_equal(n, 24);
+    memcpy(fid, p, 24);
+    fid[24] = '\0';
+}
+
+/* MP3 blobs stored for job id (exactly-once checks). */
+static int mp3s_of(const char *id)
+{
+    if (topo == EMBEDDED) {
+        char cmd[800];
+        snprintf(cmd, sizeof(cmd),
+                 "grep -l '\"job_id\":\"%s\"' %s/blobs/mp3s/*/*.json 2>/dev/null | wc -l", id,
+                 all_s.dir);
+        FILE *p = popen(cmd, "r");
+        int n = -1;
+        assert_int_equal(fscanf(p, "%d", &n), 1);
+        pclose(p);
+        return n;
+    }
+    mongoc_client_t *c = mongoc_client_new(th_need_env("VID2MP3_TEST_MONGODB_URI"));
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, "mp3s", "fs.files");
+    bson_t *filter = BCON_NEW("metadata.job_id", BCON_UTF8(id));
+    bson_error_t err;
+    int64_t n = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &err);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(c);
+    return (int)n;
+}
+
+/* Downloads the MP3 into path; returns the status. */
+static long download(const char *token, const char *fid, const char *range, const char *path,
+                     struct th_resp *keep)
+{
+    char p[80], rh[80];
+    snprintf(p, sizeof(p), "/download?fid=%s", fid);
+    snprintf(rh, sizeof(rh), "Range: %s", range != NULL ? range : "");
+    struct th_resp r;
+    gw_get(p, token, range != NULL ? rh : NULL, &r);
+    if (path != NULL && (r.status == 200 || r.status == 206)) {
+        FILE *f = fopen(path, "wb");
+        assert_non_null(f);
+        assert_int_equal(fwrite(r.body, 1, r.len, f), r.len);
+        fclose(f);
+    }
+    long st = r.status;
+    if (keep != NULL)
+        *keep = r;
+    else
+        th_resp_free(&r);
+    return st;
+}
+
+/* ffprobe's codec name and duration of the file's first audio stream. */
+static void probe(const char *path, char *codec, size_t len, double *duration)
+{
+    char cmd[900];
+    snprintf(cmd, sizeof(cmd),
+             "ffprobe -v error -select_streams a:0 -show_entries stream=codec_name:format=duration "
+             "-of default=nw=1 '%s'",
+             path);
+    FILE *p = popen(cmd, "r");
+    char line[256];
+    codec[0] = '\0';
+    *duration = -1;
+    while (fgets(line, sizeof(line), p) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (strncmp(line, "codec_name=", 11) == 0)
+            snprintf(codec, len, "%.31s", line + 11);
+        else if (strncmp(line, "duration=", 9) == 0)
+            *duration = strtod(line + 9, NULL);
+    }
+    pclose(p);
+}
+
+/* ---------- the services ---------- */
+
+static void common_env(struct server *s)
+{
+    server_env(s, "VIDEO_QUEUE=%s", video_q);
+    server_env(s, "MP3_QUEUE=%s", mp3_q);
+    server_env(s, "MAIL_FROM=vid2mp3@e2e.example");
+    server_env(s, "PUBLIC_URL=https://mp3.e2e.example");
+    server_env(s, "GATEWAY_PORT=%d", gw_port);
+    server_env(s, "QUEUE_LEASE_SECONDS=2");
+    /* the kill test kills 10 times on purpose: more than the crash-loop
+     * protection (MAX_ATTEMPTS) would let one job live through */
+    server_env(s, "MAX_ATTEMPTS=20");
+    server_env(s, "SMTP_TIMEOUT_SECONDS=5");
+    server_env(s, "NOTIFY_RETRY_MAX_SECONDS=5");
+    server_env(s, "NOTIFY_MAX_ATTEMPTS=60");
+    server_env(s, "CONVERTER_WORKERS=2");
+    server_env(s, "UPLOAD_ADMIN_ONLY=true");
+    if (topo == DISTRIBUTED) {
+        server_env(s, "MYSQL_HOST=%s", th_need_env("VID2MP3_TEST_MYSQL_HOST"));
+        server_env(s, "MYSQL_PORT=%s", th_need_env("VID2MP3_TEST_MYSQL_PORT"));
+        server_env(s, "MYSQL_USER=%s", th_need_env("VID2MP3_TEST_MYSQL_USER"));
+        server_env(s, "MYSQL_PASSWORD=%s", th_need_env("VID2MP3_TEST_MYSQL_PASSWORD"));
+        server_env(s, "MYSQL_DB=%s", mysql_db);
+        server_env(s, "MONGODB_URI=%s", th_need_env("VID2MP3_TEST_MONGODB_URI"));
+        server_env(s, "RABBITMQ_URL=%s", th_need_env("VID2MP3_TEST_AMQP_URL"));
+        server_env(s, "SMTP_URL=smtp://127.0.0.1:%s", th_need_env("VID2MP3_TEST_SMTP_PORT"));
+        server_env(s, "SMTP_USER=%s", th_need_env("VID2MP3_TEST_SMTP_USER"));
+        server_env(s, "SMTP_PASSWORD=%s", th_need_env("VID2MP3_TEST_SMTP_PASSWORD"));
+        server_env(s, "SMTP_CA_FILE=%s", th_need_env("VID2MP3_TEST_SMTP_CA"));
+        server_env(s, "SMTP_TLS=required");
+    }
+}
+
+/* (Re)starts s as target and waits for /healthz on its port. */
+static void spawn(struct server *s, const char *target)
+{
+    server_start(s, target);
+}
+
+static struct server *converter_proc(void)
+{
+    return topo == EMBEDDED ? &all_s : &conv_s;
+}
+
+static const char *converter_target(void)
+{
+    return topo == EMBEDDED ? "all" : "converter";
+}
+
+static void start_all(void)
+{
+    if (topo == EMBEDDED) {
+        spawn(&all_s, "all");
+        return;
+    }
+    spawn(&auth_s, "auth");
+    spawn(&gw_s, "gateway");
+    spawn(&conv_s, "converter");
+    spawn(&nt_s, "notifier");
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    make_media();
+    unsigned char rnd[6];
+    randombytes_buf(rnd, sizeof(rnd));
+    sodium_bin2hex(tag, sizeof(tag), rnd, sizeof(rnd));
+    snprintf(video_q, sizeof(video_q), "e2e-video-%s", tag);
+    snprintf(mp3_q, sizeof(mp3_q), "e2e-mp3-%s", tag);
+    snprintf(admin, sizeof(admin), "admin-%s@e2e.example", tag);
+    snprintf(user_b, sizeof(user_b), "bob-%s@e2e.example", tag);
+    gw_port = th_free_port();
+    snprintf(gw_base, sizeof(gw_base), "http://127.0.0.1:%d", gw_port);
+    if (topo == DISTRIBUTED)
+        th_mysql_create_db(mysql_db, sizeof(mysql_db));
+
+    struct server *first = topo == EMBEDDED ? &all_s : &auth_s;
+    server_init(first, NULL);
+    common_env(first);
+    if (topo == DISTRIBUTED) {
+        server_init(&gw_s, NULL);
+        common_env(&gw_s);
+        server_env(&gw_s, "GATEWAY_PORT=%d", gw_port);
+        gw_s.port = gw_port; /* /healthz of the gateway */
+        server_env(&gw_s, "AUTH_SVC_ADDRESS=127.0.0.1:%d", auth_s.port);
+        server_init(&conv_s, NULL);
+        common_env(&conv_s);
+        server_env(&conv_s, "METRICS_PORT=%d", conv_s.port);
+        server_init(&nt_s, NULL);
+        common_env(&nt_s);
+        server_env(&nt_s, "METRICS_PORT=%d", nt_s.port);
+    }
+    /* the first administrator, from the command line as an operator would */
+    char line[200];
+    snprintf(line, sizeof(line), "%s\n", ADMIN_PW);
+    assert_int_equal(server_cli(first, line, "user", "add", admin, "--admin"), 0);
+    start_all();
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    server_cleanup(&all_s);
+    server_cleanup(&auth_s);
+    server_cleanup(&gw_s);
+    server_cleanup(&conv_s);
+    server_cleanup(&nt_s);
+    if (topo == DISTRIBUTED)
+        th_mysql_drop_db(mysql_db);
+    th_rmtree(media);
+    free(media);
+    curl_global_cleanup();
+    return 0;
+}
+
+/* ---------- tests ---------- */
+
+static char converted[3][25]; /* the user path's jobs, for the isolation test */
+static char converted_fid[25];
+
+/* Admin and plain user, logins both ways, three uploads, emails, the fid
+ * from an email, download checked by ffprobe, a Range, the jobs list. */
+static void user_path(void **state)
+{
+    (void)state;
+    long st = 0;
+    char *tok = gw_login(admin, ADMIN_PW, true, &st); /* HTTP Basic */
+    assert_int_equal(st, 200);
+    free(tok);
+    tok = must_login(admin, ADMIN_PW); /* JSON */
+
+    /* the plain user, made by the administrator through the API */
+    char url[128], auth[1200], body[300];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/users",
+             topo == EMBEDDED ? all_s.port : auth_s.port);
+    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
+    snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\",\"admin\":false}", user_b,
+             USER_PW);
+    const char *h[] = {auth, "Content-Type: application/json", NULL};
+    struct th_resp r;
+    th_http("POST", url, h, body, strlen(body), &r);
+    assert_int_equal(r.status, 201);
+    th_resp_free(&r);
+    char *btok = must_login(user_b, USER_PW);
+    char id[25];
+    assert_int_equal(upload(btok, clip_mp4, 0, id), 403); /* uploads: administrators only */
+    free(btok);
+
+    const char *files[3] = {clip_mp4, clip_mkv, clip_webm};
+    const double seconds[3] = {6, 5, 4};
+    const char *names[3] = {"holiday talk.mp3", "Grüße.mp3", "song.mp3"};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(upload(tok, files[i], 0, converted[i]), 202);
+    for (int i = 0; i < 3; i++) {
+        json_t *j = wait_settled(tok, converted[i], 120);
+        assert_string_equal(jstr(j, "status"), "done");
+        assert_string_equal(jstr(j, "notification"), "sent");
+        char *email = wait_email(converted[i], 30);
+        char fid[25];
+        fid_from_email(email, fid);
+        assert_string_equal(fid, jstr(j, "mp3_fid"));
+        char path[700];
+        snprintf(path, sizeof(path), "%s/out-%d.mp3", media, i);
+        struct th_resp d;
+        assert_int_equal(download(tok, fid, NULL, path, &d), 200);
+        char cd[400], ct[100];
+        assert_non_null(th_header(&d, "Content-Type", ct, sizeof(ct)));
+        assert_string_equal(ct, "audio/mpeg");
+        assert_non_null(th_header(&d, "Content-Disposition", cd, sizeof(cd)));
+        if (i != 1) /* the non-ASCII name travels as filename*= */
+            assert_non_null(strstr(cd, names[i]));
+        size_t whole = d.len;
+        th_resp_free(&d);
+        char codec[32];
+        double dur;
+        probe(path, codec, sizeof(codec), &dur);
+        assert_string_equal(codec, "mp3");
+        if (dur < seconds[i] - 0.2 || dur > seconds[i] + 0.2)
+            fail_msg("%s: MP3 of %.2f s, want %.0f", names[i], dur, seconds[i]);
+        /* a range */
+        assert_int_equal(download(tok, fid, "bytes=100-1123", NULL, &d), 206);
+        assert_int_equal(d.len, 1024);
+        th_resp_free(&d);
+        assert_true(whole > 1124);
+        if (i == 0)
+            snprintf(converted_fid, sizeof(converted_fid), "%s", fid);
+        free(email);
+        json_decref(j);
+    }
+    /* the list, newest first */
+    gw_get("/jobs?limit=10", tok, NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *list = th_json(&r);
+    json_t *jobs = json_object_get(list, "jobs");
+    assert_true(json_array_size(jobs) >= 3);
+    assert_string_equal(jstr(json_array_get(jobs, 0), "job_id"), converted[2]);
+    assert_string_equal(jstr(json_array_get(jobs, 2), "job_id"), converted[0]);
+    json_decref(list);
+    th_resp_free(&r);
+    free(tok);
+}
+
+/* User B can neither list, see nor download A's jobs and files. */
+static void isolation(void **state)
+{
+    (void)state;
+    assert_true(converted_fid[0] != '\0');
+    char *btok = must_login(user_b, USER_PW);
+    struct th_resp r;
+    gw_get("/jobs", btok, NULL, &r);
+    assert_int_equal(r.status, 200);
+    json_t *list = th_json(&r);
+    assert_int_equal(json_array_size(json_object_get(list, "jobs")), 0);
+    json_decref(list);
+    th_resp_free(&r);
+
+    char unknown[25];
+    blob_id_new(unknown);
+    char p1[80], p2[80];
+    snprintf(p1, sizeof(p1), "/jobs/%s", converted[0]);
+    snprintf(p2, sizeof(p2), "/jobs/%s", unknown);
+    struct th_resp theirs, none;
+    gw_get(p1, btok, NULL, &theirs);
+    gw_get(p2, btok, NULL, &none);
+    th_assert_error(&theirs, 404, "not_found");
+    assert_string_equal(theirs.body, none.body); /* nothing tells them apart */
+    th_resp_free(&theirs);
+    th_resp_free(&none);
+
+    struct th_resp d1, d2;
+    assert_int_equal(download(btok, converted_fid, NULL, NULL, &d1), 404);
+    assert_int_equal(download(btok, unknown, NULL, NULL, &d2), 404);
+    th_assert_error(&d1, 404, "not_found");
+    assert_string_equal(d1.body, d2.body);
+    th_resp_free(&d1);
+    th_resp_free(&d2);
+    free(btok);
+}
+
+static int wait_exit(struct server *s, int seconds)
+{
+    for (int i = 0; i < seconds * 20; i++) {
+        int st;
+        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+        }
+        th_sleep_ms(50);
+    }
+    fail_msg("process did not exit within %d s", seconds);
+    return -1;
+}
+
+/* kill -9 the converter (embedded: the whole `all` process) 10 times at
+ * random moments while jobs convert: every job ends done, with one MP3 and
+ * one email. */
+static void kill9_during_conversions(void **state)
+{
+    (void)state;
+    char *tok = must_login(admin, ADMIN_PW);
+    enum { N = 6 };
+    char ids[N][25];
+    for (int i = 0; i < N; i++)
+        assert_int_equal(upload(tok, i % 2 ? long_mp4 : clip_mp4, 0, ids[i]), 202);
+    struct server *victim = converter_proc();
+    for (int k = 0; k < 10; k++) {
+        th_sleep_ms(150 + (long)randombytes_uniform(1200));
+        assert_true(victim->pid > 0);
+        kill(victim->pid, SIGKILL);
+        assert_int_equal(wait_exit(victim, 10), 128 + SIGKILL);
+        spawn(victim, converter_target());
+    }
+    for (int i = 0; i < N; i++) {
+        json_t *j = wait_settled(tok, ids[i], 180);
+        assert_string_equal(jstr(j, "status"), "done");
+        assert_string_equal(jstr(j, "notification"), "sent");
+        json_decref(j);
+    }
+    th_sleep_ms(3000); /* let any duplicate show up */
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(mp3s_of(ids[i]), 1);
+        assert_int_equal(emails_about(ids[i], NULL), 1);
+    }
+    free(tok);
+}
+
+struct slow_upload {
+    const char *tok;
+    long status;
+    char id[25];
+};
+
+static void *slow_upload_thread(void *arg)
+{
+    struct slow_upload *u = arg;
+    u->status = upload(u->tok, small_mp4, 12 * 1024, u->id); /* a few seconds */
+    return NULL;
+}
+
+/* SIGTERM to each service in the middle of work: exit 0, nothing lost. A
+ * conversion under way finishes (or goes back to the queue), an upload
+ * under way is answered before the gateway exits. */
+static void sigterm_mid_work(void **state)
+{
+    (void)state;
+    char *tok = must_login(admin, ADMIN_PW);
+    char id[25];
+    assert_int_equal(upload(tok, long_mp4, 0, id), 202);
+    for (int i = 0; i < 400; i++) { /* until it converts */
+        json_t *j = job_json(tok, id);
+        bool running = j != NULL && strcmp(jstr(j, "status"), "converting") == 0;
+        json_decref(j);
+        if (running)
+            break;
+        th_sleep_ms(25);
+    }
+    struct slow_upload u = {tok, 0, ""};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, slow_upload_thread, &u), 0);
+    th_sleep_ms(1000); /* the upload is under way */
+    if (topo == EMBEDDED) {
+        assert_int_equal(server_stop(&all_s, SIGTERM), 0);
+    } else {
+        assert_int_equal(server_stop(&conv_s, SIGTERM), 0);
+        assert_int_equal(server_stop(&gw_s, SIGTERM), 0);
+        assert_int_equal(server_stop(&nt_s, SIGTERM), 0);
+        assert_int_equal(server_stop(&auth_s, SIGTERM), 0);
+    }
+    pthread_join(t, NULL);
+    assert_int_equal(u.status, 202); /* answered within the grace period */
+    start_all();
+    free(tok);
+    tok = must_login(admin, ADMIN_PW);
+    const char *both[2] = {id, u.id};
+    for (int i = 0; i < 2; i++) {
+        json_t *j = wait_settled(tok, both[i], 120);
+        assert_string_equal(jstr(j, "status"), "done");
+        assert_string_equal(jstr(j, "notification"), "sent");
+        json_decref(j);
+        assert_int_equal(mp3s_of(both[i]), 1);
+        assert_int_equal(emails_about(both[i], NULL), 1);
+    }
+    free(tok);
+}
+
+/* ---------- distributed only ---------- */
+
+struct uploader {
+    const char *tok;
+    int first, count;
+    long status[50];
+    char ids[50][25];
+};
+
+static void *upload_thread(void *arg)
+{
+    struct uploader *u = arg;
+    for (int i = u->first; i < u->first + u->count; i++)
+        u->status[i] = upload(u->tok, small_mp4, 30 * 1024, u->ids[i]);
+    return NULL;
+}
+
+/* RabbitMQ restarts while 50 uploads are in flight: every upload that got
+ * 202 is converted and notified exactly once, every other one got a 5xx. */
+static void broker_restart_during_uploads(void **state)
+{
+    (void)state;
+    char *tok = must_login(admin, ADMIN_PW);
+    static struct uploader u; /* 50 results, shared by 5 threads */
+    memset(&u, 0, sizeof(u));
+    u.tok = tok;
+    pthread_t t[5];
+    struct uploader part[5];
+    for (int k = 0; k < 5; k++) {
+        part[k] = u;
+        part[k].first = k * 10;
+        part[k].count = 10;
+        assert_int_equal(pthread_create(&t[k], NULL, upload_thread, &part[k]), 0);
+    }
+    th_sleep_ms(1500);
+    assert_int_equal(th_services("rabbitmq-stop"), 0);
+    assert_int_equal(th_services("rabbitmq-start"), 0);
+    for (int k = 0; k < 5; k++)
+        pthread_join(t[k], NULL);
+    int ok = 0, refused = 0;
+    for (int k = 0; k < 5; k++) {
+        for (int i = part[k].first; i < part[k].first + part[k].count; i++) {
+            long st = part[k].status[i];
+            if (st == 202) {
+                ok++;
+                json_t *j = wait_settled(tok, part[k].ids[i], 180);
+                assert_string_equal(jstr(j, "status"), "done");
+                assert_string_equal(jstr(j, "notification"), "sent");
+                json_decref(j);
+            } else if (st >= 500 && st <= 599) {
+                refused++;
+            } else {
+                fail_msg("upload %d: status %ld (want 202 or 5xx)", i, st);
+            }
+        }
+    }
+    fprintf(stderr, "broker restart: %d uploads accepted, %d refused with 5xx\n", ok, refused);
+    assert_int_equal(ok + refused, 50);
+    assert_true(ok > 0);
+    assert_true(refused > 0); /* the restart did fall during the uploads */
+    th_sleep_ms(3000);
+    for (int k = 0; k < 5; k++) {
+        for (int i = part[k].first; i < part[k].first + part[k].count; i++) {
+            if (part[k].status[i] != 202)
+                continue;
+            assert_int_equal(mp3s_of(part[k].ids[i]), 1);
+            assert_int_equal(emails_about(part[k].ids[i], NULL), 1);
+        }
+    }
+    free(tok);
+}
+
+/* The SMTP server is down for a minute, and MariaDB stops in the middle
+ * of it: logins answer 503 and work again when it is back, without a
+ * restart; the emails go when the SMTP server is back, once each. */
+static void mariadb_and_smtp_outages(void **state)
+{
+    (void)state;
+    char *tok = must_login(admin, ADMIN_PW);
+    time_t down = time(NULL);
+    assert_int_equal(th_services("smtp-stop"), 0);
+    char ids[2][25];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(upload(tok, small_mp4, 0, ids[i]), 202);
+
+    assert_int_equal(th_services("mariadb-stop"), 0);
+    long st = 0;
+    char *none = gw_login(admin, ADMIN_PW, false, &st);
+    assert_null(none);
+    assert_int_equal(st, 503);
+    assert_int_equal(th_services("mariadb-start"), 0);
+    char *again = NULL;
+    for (int i = 0; i < 300 && again == NULL; i++) {
+        again = gw_login(admin, ADMIN_PW, false, &st);
+        if (again == NULL)
+            th_sleep_ms(100);
+    }
+    assert_non_null(again);
+    free(again);
+
+    for (int i = 0; i < 2; i++) { /* converted meanwhile; emails waiting */
+        for (int k = 0; k < 600; k++) {
+            json_t *j = job_json(tok, ids[i]);
+            bool done = j != NULL && strcmp(jstr(j, "status"), "done") == 0;
+            json_decref(j);
+            if (done)
+                break;
+            th_sleep_ms(100);
+        }
+    }
+    while (time(NULL) - down < 60)
+        th_sleep_ms(500);
+    for (int i = 0; i < 2; i++) {
+        json_t *j = job_json(tok, ids[i]);
+        assert_string_equal(jstr(j, "status"), "done");
+        assert_string_equal(jstr(j, "notification"), "pending");
+        json_decref(j);
+        assert_int_equal(emails_about(ids[i], NULL), 0);
+    }
+    assert_int_equal(th_services("smtp-start"), 0);
+    for (int i = 0; i < 2; i++) {
+        json_t *j = wait_settled(tok, ids[i], 60);
+        assert_string_equal(jstr(j, "notification"), "sent");
+        json_decref(j);
+    }
+    th_sleep_ms(3000);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(emails_about(ids[i], NULL), 1);
+    free(tok);
+}
+
+/* Last: SIGTERM to every process, exit 0 (and no leak under ASan). */
+static void stops_cleanly(void **state)
+{
+    (void)state;
+    if (topo == EMBEDDED) {
+        assert_int_equal(server_stop(&all_s, SIGTERM), 0);
+        return;
+    }
+    assert_int_equal(server_stop(&gw_s, SIGTERM), 0);
+    assert_int_equal(server_stop(&conv_s, SIGTERM), 0);
+    assert_int_equal(server_stop(&nt_s, SIGTERM), 0);
+    assert_int_equal(server_stop(&auth_s, SIGTERM), 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3 || (strcmp(argv[2], "embedded") != 0 && strcmp(argv[2], "distributed") != 0)) {
+        fprintf(stderr, "usage: %s PATH/TO/vid2mp3 embedded|distributed\n", argv[0]);
+        return 2;
+    }
+    if (server_args(2, argv) != 0)
+        return 2;
+    topo = strcmp(argv[2], "embedded") == 0 ? EMBEDDED : DISTRIBUTED;
+    const struct CMUnitTest embedded[] = {
+        cmocka_unit_test(user_path),
+        cmocka_unit_test(isolation),
+        cmocka_unit_test(kill9_during_conversions),
+        cmocka_unit_test(sigterm_mid_work),
+        cmocka_unit_test(stops_cleanly),
+    };
+    const struct CMUnitTest distributed[] = {
+        cmocka_unit_test(user_path),
+        cmocka_unit_test(isolation),
+        cmocka_unit_test(kill9_during_conversions),
+        cmocka_unit_test(sigterm_mid_work),
+        cmocka_unit_test(broker_restart_during_uploads),
+        cmocka_unit_test(mariadb_and_smtp_outages),
+        cmocka_unit_test(stops_cleanly),
+    };
+    if (topo == EMBEDDED)
+        return cmocka_run_group_tests_name("e2e-embedded", embedded, group_setup, group_teardown);
+    return cmocka_run_group_tests_name("e2e-distributed", distributed, group_setup, group_teardown);
+}
