@@ -2,9 +2,11 @@
  * End to end: the user's whole path through the real binaries, and the
  * faults an operator meets, in both topologies.
  *
- * Usage: test_e2e PATH/TO/vid2mp3 embedded|distributed
+ * Usage: test_e2e PATH/TO/vid2mp3 embedded|mixed|distributed
  *   embedded     one `vid2mp3 all` process: SQLite users, jobs and queue,
  *                files, emails in DATA_DIR/outbox
+ *   mixed        one `vid2mp3 all` process with SQLite users but GridFS,
+ *                MongoDB jobs, RabbitMQ and SMTP (any mix works)
  *   distributed  four processes (auth, gateway, converter, notifier) on
  *                the real MariaDB, RabbitMQ, MongoDB-wire and SMTP servers
  *                of scripts/test-services.sh
@@ -25,7 +27,7 @@
 
 #include "store/blobs.h"
 
-enum topo { EMBEDDED, DISTRIBUTED };
+enum topo { EMBEDDED, MIXED, DISTRIBUTED };
 static enum topo topo;
 
 /* embedded: everything in `all`; distributed: one process each */
@@ -419,6 +421,8 @@ static void common_env(struct server *s)
         server_env(s, "MYSQL_USER=%s", th_need_env("VID2MP3_TEST_MYSQL_USER"));
         server_env(s, "MYSQL_PASSWORD=%s", th_need_env("VID2MP3_TEST_MYSQL_PASSWORD"));
         server_env(s, "MYSQL_DB=%s", mysql_db);
+    }
+    if (topo != EMBEDDED) {
         server_env(s, "MONGODB_URI=%s", th_need_env("VID2MP3_TEST_MONGODB_URI"));
         server_env(s, "RABBITMQ_URL=%s", th_need_env("VID2MP3_TEST_AMQP_URL"));
         server_env(s, "SMTP_URL=smtp://127.0.0.1:%s", th_need_env("VID2MP3_TEST_SMTP_PORT"));
@@ -433,21 +437,29 @@ static void common_env(struct server *s)
 static void spawn(struct server *s, const char *target)
 {
     server_start(s, target);
+    /* `all` answers on the auth port before its gateway listens */
+    if (strcmp(target, "all") == 0 && th_wait_healthy(gw_port, 30) != 0)
+        fail_msg("the gateway of `all` did not come up on port %d", gw_port);
+}
+
+static bool one_process(void)
+{
+    return topo != DISTRIBUTED;
 }
 
 static struct server *converter_proc(void)
 {
-    return topo == EMBEDDED ? &all_s : &conv_s;
+    return one_process() ? &all_s : &conv_s;
 }
 
 static const char *converter_target(void)
 {
-    return topo == EMBEDDED ? "all" : "converter";
+    return one_process() ? "all" : "converter";
 }
 
 static void start_all(void)
 {
-    if (topo == EMBEDDED) {
+    if (one_process()) {
         spawn(&all_s, "all");
         return;
     }
@@ -474,7 +486,7 @@ static int group_setup(void **state)
     if (topo == DISTRIBUTED)
         th_mysql_create_db(mysql_db, sizeof(mysql_db));
 
-    struct server *first = topo == EMBEDDED ? &all_s : &auth_s;
+    struct server *first = one_process() ? &all_s : &auth_s;
     server_init(first, NULL);
     common_env(first);
     if (topo == DISTRIBUTED) {
@@ -533,7 +545,7 @@ static void user_path(void **state)
     /* the plain user, made by the administrator through the API */
     char url[128], auth[1200], body[300];
     snprintf(url, sizeof(url), "http://127.0.0.1:%d/users",
-             topo == EMBEDDED ? all_s.port : auth_s.port);
+             one_process() ? all_s.port : auth_s.port);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", tok);
     snprintf(body, sizeof(body), "{\"email\":\"%s\",\"password\":\"%s\",\"admin\":false}", user_b,
              USER_PW);
@@ -719,7 +731,7 @@ static void sigterm_mid_work(void **state)
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, slow_upload_thread, &u), 0);
     th_sleep_ms(1000); /* the upload is under way */
-    if (topo == EMBEDDED) {
+    if (one_process()) {
         assert_int_equal(server_stop(&all_s, SIGTERM), 0);
     } else {
         assert_int_equal(server_stop(&conv_s, SIGTERM), 0);
@@ -879,7 +891,7 @@ static void mariadb_and_smtp_outages(void **state)
 static void stops_cleanly(void **state)
 {
     (void)state;
-    if (topo == EMBEDDED) {
+    if (one_process()) {
         assert_int_equal(server_stop(&all_s, SIGTERM), 0);
         return;
     }
@@ -891,13 +903,16 @@ static void stops_cleanly(void **state)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3 || (strcmp(argv[2], "embedded") != 0 && strcmp(argv[2], "distributed") != 0)) {
-        fprintf(stderr, "usage: %s PATH/TO/vid2mp3 embedded|distributed\n", argv[0]);
+    if (argc != 3 || (strcmp(argv[2], "embedded") != 0 && strcmp(argv[2], "mixed") != 0 &&
+                      strcmp(argv[2], "distributed") != 0)) {
+        fprintf(stderr, "usage: %s PATH/TO/vid2mp3 embedded|mixed|distributed\n", argv[0]);
         return 2;
     }
     if (server_args(2, argv) != 0)
         return 2;
-    topo = strcmp(argv[2], "embedded") == 0 ? EMBEDDED : DISTRIBUTED;
+    topo = strcmp(argv[2], "embedded") == 0 ? EMBEDDED
+           : strcmp(argv[2], "mixed") == 0  ? MIXED
+                                            : DISTRIBUTED;
     const struct CMUnitTest embedded[] = {
         cmocka_unit_test(user_path),
         cmocka_unit_test(isolation),
@@ -914,7 +929,14 @@ int main(int argc, char **argv)
         cmocka_unit_test(mariadb_and_smtp_outages),
         cmocka_unit_test(stops_cleanly),
     };
+    const struct CMUnitTest mixed[] = {
+        cmocka_unit_test(user_path),
+        cmocka_unit_test(isolation),
+        cmocka_unit_test(stops_cleanly),
+    };
     if (topo == EMBEDDED)
         return cmocka_run_group_tests_name("e2e-embedded", embedded, group_setup, group_teardown);
+    if (topo == MIXED)
+        return cmocka_run_group_tests_name("e2e-mixed", mixed, group_setup, group_teardown);
     return cmocka_run_group_tests_name("e2e-distributed", distributed, group_setup, group_teardown);
 }
