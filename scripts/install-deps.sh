@@ -17,6 +17,7 @@ build=(
   libmongoc-dev libbson-dev librabbitmq-dev libmariadb-dev libsqlite3-dev
   libavformat-dev libavcodec-dev libavutil-dev libswresample-dev libswscale-dev
   libmp3lame-dev libcurl4-openssl-dev libssl-dev
+  curl python3   # the commands `make run` prints
 )
 # Tests: unit framework, real servers on loopback, probes, load generator.
 test=(

@@ -90,9 +90,6 @@ int all_main(int argc, char **argv)
     a = auth_new(&cfg, users, secret, err, sizeof(err));
     if (a == NULL)
         goto fail;
-    auth_srv = auth_serve(a, &cfg, -1, err, sizeof(err));
-    if (auth_srv == NULL)
-        goto fail;
     jobs = jobs_open(&cfg, err, sizeof(err));
     if (jobs == NULL)
         goto fail;
@@ -126,6 +123,10 @@ int all_main(int argc, char **argv)
     struct notifier_deps ndeps = {jobs, notify_queue, mail};
     notifier = notifier_start(&cfg, &ndeps, err, sizeof(err));
     if (notifier == NULL)
+        goto fail;
+    /* last: once the auth port answers, every part is up */
+    auth_srv = auth_serve(a, &cfg, -1, err, sizeof(err));
+    if (auth_srv == NULL)
         goto fail;
     log_info("vid2mp3 all running",
              json_pack("{s:s, s:i, s:i, s:s, s:s, s:s, s:s, s:s, s:s}", "address", cfg.bind_address,

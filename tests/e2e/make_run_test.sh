@@ -43,6 +43,11 @@ unset ADMIN_EMAIL ADMIN_PASSWORD MYSQL_HOST MONGODB_URI RABBITMQ_URL SMTP_URL SM
   SMTP_PASSWORD GMAIL_ADDRESS GMAIL_PASSWORD MAIL_FROM PUBLIC_URL JWT_SECRET JWT_ISSUER \
   VIDEO_QUEUE MP3_QUEUE BIND_ADDRESS UPLOAD_ADMIN_ONLY CRASH_AT LOG_LEVEL
 
+# The test's own helpers: Debian's python3 when there is one (a python3
+# earlier in PATH may be a slow shim); the banner's commands use PATH's.
+py=python3
+[ ! -x /usr/bin/python3 ] || py=/usr/bin/python3
+
 tmp=$(mktemp -d /tmp/vid2mp3-make-run-XXXXXX)
 data=$tmp/data
 log=""
@@ -69,7 +74,7 @@ fail() {
 step() { echo "make-run: [$((SECONDS - started)) s] $*"; }
 
 free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+  "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
 # The recipe of `make run` is scripts/run.sh and nothing else; the test runs
@@ -94,17 +99,17 @@ start() {
     >"$log" 2>&1 </dev/null &
   pid=$!
   local deadline=$((SECONDS + 300)) # a build, if the binary is not up to date
-  until grep -q '^vid2mp3 is starting' "$log" && curl -sf -o /dev/null "$gw/healthz"; do
+  until grep -q '^vid2mp3 is starting' "$log" && curl -sf -o /dev/null "$gw/healthz" &&
+    curl -sf -o /dev/null "http://localhost:$auth_port/healthz"; do
     kill -0 "$pid" 2>/dev/null || {
       wait "$pid" && rc=0 || rc=$?
       pid=""
-      fail "make run ended with status $rc before answering /healthz"
+      fail "make run ended with status $rc before both ports answered /healthz"
     }
-    [ $SECONDS -lt $deadline ] || fail "no banner or no /healthz on $gw within 300 s"
+    [ $SECONDS -lt $deadline ] ||
+      fail "no banner, or no /healthz on ports $gw_port and $auth_port, within 300 s"
     sleep 0.2
   done
-  curl -sf -o /dev/null "http://localhost:$auth_port/healthz" ||
-    fail "the auth service does not answer on port $auth_port"
   grep -qF "http://localhost:$gw_port " "$log" || fail "the banner does not show the gateway URL"
   grep -qF "http://localhost:$auth_port " "$log" || fail "the banner does not show the auth URL"
 }
@@ -113,8 +118,9 @@ start() {
 stop() {
   local t0=$SECONDS rc=0 group=$pid
   kill -INT -- "-$pid"
-  # until it has exited (a zombie: this shell has not reaped it yet)
-  while [ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)" != Z ]; do
+  # until it has exited: reaped by this shell already, or a zombie
+  while kill -0 "$pid" 2>/dev/null &&
+    [ "$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | cut -c1)" != Z ]; do
     if [ $((SECONDS - t0)) -ge 30 ]; then
       kill -KILL -- "-$pid" 2>/dev/null || true
       fail "still running 30 s after Ctrl-C (killed)"
@@ -155,7 +161,7 @@ run_banner() {
 # check_banner_output OUT LOG: the token, the 202 upload and the job in the
 # list; prints "TOKEN JOB_ID".
 check_banner_output() {
-  python3 - "$1" "$2" <<'PY'
+  "$py" - "$1" "$2" <<'PY'
 import json, sys
 out = open(sys.argv[1]).read()
 body, _, tail = out.rpartition("\nTOKEN=")
@@ -194,10 +200,10 @@ print(token, up["job_id"])
 PY
 }
 
-# job_field TOKEN JOB_ID FIELD: one field of GET /jobs/ID.
-job_field() {
+# job_fields TOKEN JOB_ID: "STATUS MP3_FID|- ERROR" of GET /jobs/ID.
+job_fields() {
   curl -sf -H "Authorization: Bearer $1" "$gw/jobs/$2" |
-    python3 -c 'import json,sys; v = json.load(sys.stdin).get(sys.argv[1]); print("" if v is None else v)' "$3"
+    "$py" -c 'import json,sys; j = json.load(sys.stdin); print(j["status"], j["mp3_fid"] or "-", j["error"] or "")'
 }
 
 # check_mp3 TOKEN MP3_FID: GET /download is an MP3.
@@ -235,14 +241,14 @@ step "banner commands: logged in, uploaded (202), job $job listed"
 
 deadline=$((SECONDS + 180))
 while :; do
-  status=$(job_field "$token" "$job" status) || fail "GET /jobs/$job failed"
+  fields=$(job_fields "$token" "$job") || fail "GET /jobs/$job failed"
+  read -r status mp3_fid error <<<"$fields"
   [ "$status" = "done" ] && break
-  [ "$status" != failed ] || fail "job $job failed: $(job_field "$token" "$job" error)"
+  [ "$status" != failed ] || fail "job $job failed: $error"
   [ $SECONDS -lt $deadline ] || fail "job $job still $status after 180 s"
-  sleep 0.5
+  sleep 0.2
 done
-mp3_fid=$(job_field "$token" "$job" mp3_fid)
-[ -n "$mp3_fid" ] || fail "job $job is done without an mp3_fid"
+[ "$mp3_fid" != - ] || fail "job $job is done without an mp3_fid"
 step "job done (mp3 $mp3_fid)"
 
 deadline=$((SECONDS + 60))
@@ -250,7 +256,7 @@ until [ -s "$data/outbox/$job.eml" ]; do
   [ $SECONDS -lt $deadline ] || fail "no email $data/outbox/$job.eml after 60 s"
   sleep 0.5
 done
-python3 - "$data/outbox/$job.eml" "$mp3_fid" <<'PY' || fail "the email is not the one expected"
+"$py" - "$data/outbox/$job.eml" "$mp3_fid" <<'PY' || fail "the email is not the one expected"
 import email, email.policy, sys
 msg = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default)
 if "admin@localhost" not in str(msg["To"]):
@@ -283,7 +289,7 @@ run_banner "$log" "$tmp/banner2.out" "$tmp/password"
 read -r token2 job2 < <(check_banner_output "$tmp/banner2.out" "$log") ||
   fail "the second banner's commands: see above"
 [ -n "${job2:-}" ] || fail "the second banner's commands: see above"
-python3 - "$tmp/banner2.out" "$job" <<'PY' || fail "the first job is not listed as done"
+"$py" - "$tmp/banner2.out" "$job" <<'PY' || fail "the first job is not listed as done"
 import json, sys
 body = open(sys.argv[1]).read().rpartition("\nTOKEN=")[0]
 dec = json.JSONDecoder()
