@@ -17,11 +17,14 @@
 static void loopback_hosts(void **state)
 {
     (void)state;
-    const char *yes[] = {"smtp://localhost:25",    "smtp://127.0.0.1:2525", "smtps://127.1.2.3",
-                         "smtp://[::1]:587",       "SMTP://127.0.0.1",      NULL};
-    const char *no[] = {"smtp://127.relay.example:25", "smtp://mail.example.com:587",
-                        "smtps://10.0.0.1",            "smtp://128.0.0.1",
-                        "smtp://localhost.evil.example", "smtp://[::2]:25",
+    const char *yes[] = {"smtp://localhost:25", "smtp://127.0.0.1:2525", "smtps://127.1.2.3",
+                         "smtp://[::1]:587",    "SMTP://127.0.0.1",      NULL};
+    const char *no[] = {"smtp://127.relay.example:25",
+                        "smtp://mail.example.com:587",
+                        "smtps://10.0.0.1",
+                        "smtp://128.0.0.1",
+                        "smtp://localhost.evil.example",
+                        "smtp://[::2]:25",
                         NULL};
     char err[128];
     for (int i = 0; yes[i] != NULL; i++) {
@@ -110,8 +113,8 @@ static void smtp_settings_checked(void **state)
     assert_string_equal(m->ops->name, "smtp");
     /* a refused address never reaches the network */
     char reply[MAIL_REPLY_MAX];
-    struct mail_envelope e = {"a@example.com", "b@example.com>\r\nRCPT TO:<c@example.com", "j",
-                              "x\r\n", 3, NULL};
+    struct mail_envelope e = {
+        "a@example.com", "b@example.com>\r\nRCPT TO:<c@example.com", "j", "x\r\n", 3, NULL};
     assert_int_equal(mail_send(m, &e, reply, sizeof(reply)), MAIL_EINVAL);
     mail_free(m);
 }
