@@ -4,10 +4,10 @@
 #include "converter/transcode.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/ticker.h"
 #include "core/utf8.h"
 
 #include <jansson.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -35,11 +35,7 @@ struct converter {
     atomic_int running;
     atomic_uint_fast64_t outcomes[OUTCOMES];
     struct metrics_histogram seconds;
-    pthread_t sweeper;
-    bool sweeper_started;
-    pthread_mutex_t sweep_lock;
-    pthread_cond_t sweep_wake;
-    bool stopping;
+    struct ticker *sweeper; /* drains VIDEO_QUEUE.dead */
 };
 
 /* Tests only (CRASH_AT): dies at a named phase, as kill -9 would. */
@@ -443,24 +439,11 @@ static int on_dead_letter(const struct queue_msg *m, void *ctx)
     return fail_job(c, &j, reason, m->request_id, QUEUE_ACK) == QUEUE_ACK ? 0 : 1;
 }
 
-static void *sweep_main(void *arg)
+static void sweep(void *arg)
 {
     struct converter *c = arg;
-    pthread_mutex_lock(&c->sweep_lock);
-    while (!c->stopping) {
-        pthread_mutex_unlock(&c->sweep_lock);
-        int drained = 0;
-        queue_drain_dead(c->queue, c->cfg->video_queue, DEAD_SWEEP_MAX, on_dead_letter, c,
-                         &drained);
-        pthread_mutex_lock(&c->sweep_lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += DEAD_SWEEP_MS / 1000;
-        while (!c->stopping && pthread_cond_timedwait(&c->sweep_wake, &c->sweep_lock, &until) == 0)
-            ;
-    }
-    pthread_mutex_unlock(&c->sweep_lock);
-    return NULL;
+    int drained = 0;
+    queue_drain_dead(c->queue, c->cfg->video_queue, DEAD_SWEEP_MAX, on_dead_letter, c, &drained);
 }
 
 /* ---------- service ---------- */
@@ -527,71 +510,34 @@ struct converter *converter_start(const struct config *cfg, const struct convert
         free(c);
         return NULL;
     }
-    pthread_mutex_init(&c->sweep_lock, NULL);
-    pthread_cond_init(&c->sweep_wake, NULL);
-    c->sweeper_started = pthread_create(&c->sweeper, NULL, sweep_main, c) == 0;
-    if (!c->sweeper_started)
+    c->sweeper = ticker_start(0, DEAD_SWEEP_MS, sweep, c);
+    if (c->sweeper == NULL)
         log_warn("dead-letter sweeper not started: jobs of dead letters stay unfinished", NULL);
     metrics_register(write_metrics, c);
     return c;
 }
 
-struct stopper {
-    struct queue_consumer *consumer;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-};
-
-static void *stop_consumer(void *arg)
+/* At the end of the grace period: conversions still running are
+ * cancelled and handed back to the queue. */
+static void cancel_conversions(void *arg)
 {
-    struct stopper *s = arg;
-    queue_consumer_stop(s->consumer);
-    pthread_mutex_lock(&s->mu);
-    s->done = true;
-    pthread_cond_signal(&s->cv);
-    pthread_mutex_unlock(&s->mu);
-    return NULL;
+    struct converter *c = arg;
+    log_warn("grace period over: handing running conversions back",
+             json_pack("{s:i}", "running", atomic_load(&c->running)));
+    c->cancel = 1;
 }
 
 void converter_stop(struct converter *c, int grace_seconds)
 {
     if (c == NULL)
         return;
-    struct stopper s = {.consumer = c->consumer, .done = false};
-    pthread_mutex_init(&s.mu, NULL);
-    pthread_cond_init(&s.cv, NULL);
-    pthread_t t;
-    if (pthread_create(&t, NULL, stop_consumer, &s) != 0) {
+    struct ticker *deadline =
+        ticker_start((long)grace_seconds * 1000, 3600000, cancel_conversions, c);
+    if (deadline == NULL)
         c->cancel = 1;
-        queue_consumer_stop(c->consumer);
-    } else {
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += grace_seconds;
-        pthread_mutex_lock(&s.mu);
-        while (!s.done) {
-            if (pthread_cond_timedwait(&s.cv, &s.mu, &until) != 0 && !s.done) {
-                log_warn("grace period over: handing running conversions back",
-                         json_pack("{s:i}", "running", atomic_load(&c->running)));
-                c->cancel = 1;
-                while (!s.done)
-                    pthread_cond_wait(&s.cv, &s.mu);
-            }
-        }
-        pthread_mutex_unlock(&s.mu);
-        pthread_join(t, NULL);
-    }
-    pthread_mutex_destroy(&s.mu);
-    pthread_cond_destroy(&s.cv);
-    pthread_mutex_lock(&c->sweep_lock);
-    c->stopping = true;
-    pthread_cond_signal(&c->sweep_wake);
-    pthread_mutex_unlock(&c->sweep_lock);
-    if (c->sweeper_started)
-        pthread_join(c->sweeper, NULL);
-    pthread_mutex_destroy(&c->sweep_lock);
-    pthread_cond_destroy(&c->sweep_wake);
+    queue_consumer_stop(c->consumer); /* waits for the conversions in progress */
+    ticker_stop(deadline);
+    ticker_stop(c->sweeper);
     metrics_unregister(c);
     free(c);
 }

@@ -3,10 +3,10 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/ticker.h"
 #include "mail/message.h"
 
 #include <jansson.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -47,11 +47,7 @@ struct notifier {
     atomic_int sending;
     atomic_uint_fast64_t outcomes[OUTCOMES];
     struct metrics_histogram seconds;
-    pthread_t sweeper;
-    bool sweeper_started;
-    pthread_mutex_t sweep_lock;
-    pthread_cond_t sweep_wake;
-    bool stopping;
+    struct ticker *sweeper; /* drains MP3_QUEUE.dead */
     /* set by notifier_stop: the time sends must be over by (monotonic ms,
      * 0: none yet), and the flag that abandons them past it */
     atomic_llong deadline;
@@ -319,23 +315,11 @@ static int on_dead_letter(const struct queue_msg *m, void *ctx)
     return settle(n, id, reason, false) == 0 ? 0 : 1;
 }
 
-static void *sweep_main(void *arg)
+static void sweep(void *arg)
 {
     struct notifier *n = arg;
-    pthread_mutex_lock(&n->sweep_lock);
-    while (!n->stopping) {
-        pthread_mutex_unlock(&n->sweep_lock);
-        int drained = 0;
-        queue_drain_dead(n->queue, n->cfg->mp3_queue, DEAD_SWEEP_MAX, on_dead_letter, n, &drained);
-        pthread_mutex_lock(&n->sweep_lock);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += DEAD_SWEEP_MS / 1000;
-        while (!n->stopping && pthread_cond_timedwait(&n->sweep_wake, &n->sweep_lock, &until) == 0)
-            ;
-    }
-    pthread_mutex_unlock(&n->sweep_lock);
-    return NULL;
+    int drained = 0;
+    queue_drain_dead(n->queue, n->cfg->mp3_queue, DEAD_SWEEP_MAX, on_dead_letter, n, &drained);
 }
 
 /* ---------- service ---------- */
@@ -424,39 +408,19 @@ struct notifier *notifier_start(const struct config *cfg, const struct notifier_
         free(n);
         return NULL;
     }
-    pthread_mutex_init(&n->sweep_lock, NULL);
-    pthread_cond_init(&n->sweep_wake, NULL);
-    n->sweeper_started = pthread_create(&n->sweeper, NULL, sweep_main, n) == 0;
-    if (!n->sweeper_started)
+    n->sweeper = ticker_start(0, DEAD_SWEEP_MS, sweep, n);
+    if (n->sweeper == NULL)
         log_warn("dead-letter sweeper not started: dead letters stay in the queue", NULL);
     metrics_register(write_metrics, n);
     return n;
 }
 
-/* Abandons the sends still running at the deadline (they go back to the
- * queue), so a stop takes at most the grace period. */
-static void *stop_watch(void *arg)
+/* At the end of the grace period: the sends still running are abandoned
+ * (they go back to the queue), so a stop takes at most that long. */
+static void abandon_sends(void *arg)
 {
     struct notifier *n = arg;
-    pthread_mutex_lock(&n->sweep_lock);
-    while (!n->stopping) {
-        long long left = atomic_load(&n->deadline) - mono_ms();
-        if (left <= 0) {
-            n->cancel = 1;
-            break;
-        }
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += left / 1000;
-        until.tv_nsec += (left % 1000) * 1000000L;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&n->sweep_wake, &n->sweep_lock, &until);
-    }
-    pthread_mutex_unlock(&n->sweep_lock);
-    return NULL;
+    n->cancel = 1;
 }
 
 void notifier_stop(struct notifier *n, int grace_seconds)
@@ -464,21 +428,12 @@ void notifier_stop(struct notifier *n, int grace_seconds)
     if (n == NULL)
         return;
     atomic_store(&n->deadline, mono_ms() + (long long)grace_seconds * 1000);
-    pthread_t watch;
-    bool watching = pthread_create(&watch, NULL, stop_watch, n) == 0;
-    if (!watching)
+    struct ticker *deadline = ticker_start((long)grace_seconds * 1000, 3600000, abandon_sends, n);
+    if (deadline == NULL)
         n->cancel = 1;
     queue_consumer_stop(n->consumer);
-    pthread_mutex_lock(&n->sweep_lock);
-    n->stopping = true;
-    pthread_cond_broadcast(&n->sweep_wake);
-    pthread_mutex_unlock(&n->sweep_lock);
-    if (watching)
-        pthread_join(watch, NULL);
-    if (n->sweeper_started)
-        pthread_join(n->sweeper, NULL);
-    pthread_mutex_destroy(&n->sweep_lock);
-    pthread_cond_destroy(&n->sweep_wake);
+    ticker_stop(deadline);
+    ticker_stop(n->sweeper);
     metrics_unregister(n);
     free(n);
 }

@@ -67,6 +67,11 @@ int th_http(const char *method, const char *url, const char *const *headers, con
     curl_easy_setopt(c, CURLOPT_HEADERDATA, &h);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    /* Bodies over 1 MiB go with "Expect: 100-continue". A server that
+     * refuses one (413) answers instead of "100 Continue"; curl's default
+     * 1 s wait, on a loaded machine, may run out first, and then a body
+     * sent into a closing connection resets it before the 413 is read. */
+    curl_easy_setopt(c, CURLOPT_EXPECT_100_TIMEOUT_MS, 15000L);
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
     curl_slist_free_all(hl);
