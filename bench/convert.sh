@@ -73,7 +73,8 @@ done
 
 # jobs/minute through the converter service: the embedded queue, a batch
 # of clips uploaded through the gateway of `vid2mp3 all`'s stores
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 throughput() { # workers -> jobs/minute
   local workers=$1 dir="$work/svc-$1"
   mkdir -p "$dir"

@@ -51,6 +51,8 @@ distributed=${DISTRIBUTED:-1}
 build=${VID2MP3_BUILD_DIR:-build}
 bin=$PWD/$build/vid2mp3
 py=/usr/bin/python3
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 fail() {
   echo "bench/e2e.sh: $*" >&2
@@ -91,13 +93,6 @@ work=$(mktemp -d /tmp/vid2mp3-bench-XXXXXX)
 state=$work/services # scripts/test-services.sh's state, when started
 services=0
 pids=()
-stop_pid() { # pid: SIGTERM, then SIGKILL after 10 s
-  local p=$1
-  kill "$p" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
 stop_all() {
   local p
   for p in "${pids[@]}"; do stop_pid "$p"; done
@@ -112,7 +107,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now_ns() { date +%s%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 1e9 }'; } # ns, ns -> seconds
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }

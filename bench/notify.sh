@@ -43,6 +43,8 @@ rate=${RATE:-50}
 lat_secs=${LATENCY_SECONDS:-10}
 lat_n=$((rate * lat_secs))
 py=/usr/bin/python3 # the system's: aiosmtpd is a Debian package (python3-aiosmtpd)
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
 fail() {
   echo "bench/notify.sh: $*" >&2
@@ -58,13 +60,6 @@ fi
 
 dir=$(mktemp -d /tmp/vid2mp3-bench-XXXXXX)
 sink_pid='' nt_pid=''
-stop_pid() { # pid: SIGTERM, then SIGKILL after 10 s
-  local p=$1
-  kill "$p" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
 cleanup() {
   [ -n "$nt_pid" ] && stop_pid "$nt_pid"
   [ -n "$sink_pid" ] && stop_pid "$sink_pid"
@@ -74,7 +69,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 now_ns() { date +%s%N; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 runid=$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')

@@ -47,7 +47,8 @@ cleanup() {
 trap cleanup EXIT
 
 mbs() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.0f", b / 1e6 / t }'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 peak_mib() { awk '/^VmHWM:/ { printf "%.0f", $2 / 1024 }' "/proc/$spid/status"; }
 max=0
 for s in $sizes; do [ "$s" -gt "$max" ] && max=$s; done

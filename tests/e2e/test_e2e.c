@@ -43,17 +43,6 @@ static char clip_mp4[600], clip_mkv[600], clip_webm[600], long_mp4[600], small_m
 
 /* ---------- media ---------- */
 
-static void ffmpeg(const char *const *args, const char *out)
-{
-    char *argv[48] = {"/usr/bin/ffmpeg", "-nostdin", "-loglevel", "error", "-y"};
-    int n = 5;
-    for (int i = 0; args[i] != NULL; i++)
-        argv[n++] = (char *)args[i];
-    argv[n++] = (char *)out;
-    argv[n] = NULL;
-    assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
-}
-
 static void make_media(void)
 {
     media = th_tmpdir();
@@ -63,21 +52,21 @@ static void make_media(void)
         "-f",   "lavfi",   "-i",        "sine=frequency=440:duration=6:sample_rate=44100",
         "-c:v", "libx264", "-preset",   "ultrafast",
         "-c:a", "aac",     "-shortest", NULL};
-    ffmpeg(a, clip_mp4);
+    th_ffmpeg(a, clip_mp4, NULL);
     snprintf(clip_mkv, sizeof(clip_mkv), "%s/Grüße.mkv", media);
     const char *b[] = {
         "-f",        "lavfi", "-i",   "testsrc=s=160x120:d=5:r=10",
         "-f",        "lavfi", "-i",   "sine=frequency=330:duration=5:sample_rate=48000",
         "-c:v",      "mpeg4", "-c:a", "libopus",
         "-shortest", NULL};
-    ffmpeg(b, clip_mkv);
+    th_ffmpeg(b, clip_mkv, NULL);
     snprintf(clip_webm, sizeof(clip_webm), "%s/song.webm", media);
     const char *c[] = {
         "-f",        "lavfi",  "-i",   "testsrc=s=160x120:d=4:r=10",
         "-f",        "lavfi",  "-i",   "sine=frequency=550:duration=4:sample_rate=48000",
         "-c:v",      "libvpx", "-c:a", "libvorbis",
         "-shortest", NULL};
-    ffmpeg(c, clip_webm);
+    th_ffmpeg(c, clip_webm, NULL);
     /* long enough that a conversion is running for a second or more */
     snprintf(long_mp4, sizeof(long_mp4), "%s/lecture.mp4", media);
     const char *d[] = {
@@ -85,13 +74,13 @@ static void make_media(void)
         "-f",        "lavfi", "-i",   "sine=frequency=220:duration=240:sample_rate=44100",
         "-c:v",      "mpeg4", "-c:a", "aac",
         "-shortest", NULL};
-    ffmpeg(d, long_mp4);
+    th_ffmpeg(d, long_mp4, NULL);
     snprintf(small_mp4, sizeof(small_mp4), "%s/small.mp4", media);
     const char *e[] = {"-f",        "lavfi", "-i",   "testsrc=s=96x64:d=3:r=5",
                        "-f",        "lavfi", "-i",   "sine=frequency=660:duration=3",
                        "-c:v",      "mpeg4", "-c:a", "aac",
                        "-shortest", NULL};
-    ffmpeg(e, small_mp4);
+    th_ffmpeg(e, small_mp4, NULL);
 }
 
 /* ---------- HTTP ---------- */
@@ -241,21 +230,6 @@ static json_t *wait_settled(const char *token, const char *id, int seconds)
 
 /* ---------- emails ---------- */
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    size_t got = fread(b, 1, (size_t)n, f);
-    b[got] = '\0';
-    fclose(f);
-    return b;
-}
-
 /* The emails about job id that reached the admin: their count, and the
  * last one's text in *text (caller frees) when text is not NULL. */
 static int emails_about(const char *id, char **text)
@@ -265,7 +239,7 @@ static int emails_about(const char *id, char **text)
     if (topo == EMBEDDED) {
         char path[700];
         snprintf(path, sizeof(path), "%s/outbox/%s.eml", all_s.dir, id);
-        char *t = slurp(path);
+        char *t = th_slurp(path, NULL);
         if (t == NULL)
             return 0;
         if (text != NULL)
@@ -287,7 +261,7 @@ static int emails_about(const char *id, char **text)
             continue;
         char path[1000];
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        char *t = slurp(path);
+        char *t = th_slurp(path, NULL);
         if (t != NULL && strstr(t, want) != NULL) {
             n++;
             if (text != NULL) {
@@ -650,20 +624,6 @@ static void isolation(void **state)
     free(btok);
 }
 
-static int wait_exit(struct server *s, int seconds)
-{
-    for (int i = 0; i < seconds * 20; i++) {
-        int st;
-        if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
-            s->pid = 0;
-            return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-        }
-        th_sleep_ms(50);
-    }
-    fail_msg("process did not exit within %d s", seconds);
-    return -1;
-}
-
 /* kill -9 the converter (embedded: the whole `all` process) 10 times at
  * random moments while jobs convert: every job ends done, with one MP3 and
  * one email. */
@@ -680,7 +640,7 @@ static void kill9_during_conversions(void **state)
         th_sleep_ms(150 + (long)randombytes_uniform(1200));
         assert_true(victim->pid > 0);
         kill(victim->pid, SIGKILL);
-        assert_int_equal(wait_exit(victim, 10), 128 + SIGKILL);
+        assert_int_equal(th_wait_exit(&victim->pid, 10), 128 + SIGKILL);
         spawn(victim, converter_target());
     }
     for (int i = 0; i < N; i++) {

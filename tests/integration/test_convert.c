@@ -39,25 +39,6 @@ static char *path_of(const char *name)
     return p;
 }
 
-/* The whole file (NUL-terminated; caller frees), or NULL. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *d = malloc((size_t)n + 1);
-    assert_non_null(d);
-    size_t got = fread(d, 1, (size_t)n, f);
-    fclose(f);
-    d[got] = '\0';
-    if (len != NULL)
-        *len = got;
-    return d;
-}
-
 static void spew(const char *name, const void *data, size_t len)
 {
     char *p = path_of(name);
@@ -68,20 +49,11 @@ static void spew(const char *name, const void *data, size_t len)
     free(p);
 }
 
-/* Runs ffmpeg with these arguments after "-v error -y"; fails on error. */
+/* ffmpeg with these arguments (the output last), its log in the test dir. */
 static void ffmpeg(const char *const args[])
 {
-    char *argv[48] = {"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y"};
-    int n = 5;
-    for (int i = 0; args[i] != NULL; i++) {
-        assert_true(n < 46);
-        argv[n++] = (char *)args[i];
-    }
-    argv[n] = NULL;
     char *log = path_of("ffmpeg.log");
-    int rc = th_run(argv, NULL, NULL, log);
-    if (rc != 0)
-        fail_msg("ffmpeg ... %s: exit %d, see %s", argv[n - 1], rc, log);
+    th_ffmpeg(args, NULL, log);
     free(log);
 }
 
@@ -94,7 +66,7 @@ static json_t *probe(const char *name)
     char *argv[] = {
         "/usr/bin/ffprobe", "-v", "error", "-show_streams", "-show_format", "-of", "json", p, NULL};
     int rc = th_run(argv, NULL, NULL, log);
-    char *out = slurp(log, NULL);
+    char *out = th_slurp(log, NULL);
     if (rc != 0 || out == NULL)
         fail_msg("ffprobe %s: exit %d: %s", name, rc, out != NULL ? out : "");
     json_error_t e;
@@ -164,7 +136,7 @@ static const char *xing_tag(const char *name)
 {
     char *p = path_of(name);
     size_t len;
-    unsigned char *d = (unsigned char *)slurp(p, &len);
+    unsigned char *d = (unsigned char *)th_slurp(p, &len);
     free(p);
     assert_non_null(d);
     static char found[5];
@@ -239,7 +211,7 @@ static int make_corpus(void **state)
     for (int i = 0; i < 2; i++) {
         char *p = path_of(whole[i]);
         size_t len;
-        char *d = slurp(p, &len);
+        char *d = th_slurp(p, &len);
         assert_non_null(d);
         spew(cut[i], d, len * 6 / 10);
         free(d);
@@ -271,7 +243,7 @@ static int convert(const char *in, const char *out, const char *a1, const char *
     char *argv[] = {(char *)bin, "convert", ip, op, (char *)a1, (char *)a2, NULL};
     unlink(lp); /* th_run appends */
     int rc = th_run(argv, NULL, NULL, lp);
-    *log = slurp(lp, NULL);
+    *log = th_slurp(lp, NULL);
     if (*log == NULL)
         *log = strdup("");
     free(ip);
@@ -545,7 +517,7 @@ static int run_api(const char *name, long fail_after, struct transcode_options *
 {
     char *p = path_of(name);
     struct mem m = {.fail_after = fail_after};
-    m.data = slurp(p, &m.len);
+    m.data = th_slurp(p, &m.len);
     free(p);
     assert_non_null(m.data);
     struct transcode_input in = {mem_read, mem_seek, &m, name};

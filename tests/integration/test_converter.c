@@ -35,17 +35,6 @@ static struct queue *queue;
 
 static char clip_path[600], silent_path[600], long_path[600];
 
-static void ffmpeg(const char *const *args, const char *out)
-{
-    char *argv[40] = {"/usr/bin/ffmpeg", "-nostdin", "-loglevel", "error", "-y"};
-    int n = 5;
-    for (int i = 0; args[i] != NULL; i++)
-        argv[n++] = (char *)args[i];
-    argv[n++] = (char *)out;
-    argv[n] = NULL;
-    assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
-}
-
 static void make_media(void)
 {
     media_dir = th_tmpdir();
@@ -54,15 +43,15 @@ static void make_media(void)
                           "-f",        "lavfi", "-i",    "testsrc=s=160x120:d=2:r=10",
                           "-shortest", "-c:v",  "mpeg4", "-c:a",
                           "aac",       NULL};
-    ffmpeg(clip, clip_path);
+    th_ffmpeg(clip, clip_path, NULL);
     snprintf(silent_path, sizeof(silent_path), "%s/silent.mp4", media_dir);
     const char *silent[] = {"-f",   "lavfi", "-i", "testsrc=s=160x120:d=2:r=10",
                             "-c:v", "mpeg4", NULL};
-    ffmpeg(silent, silent_path);
+    th_ffmpeg(silent, silent_path, NULL);
     /* long enough to be mid-conversion a second after it starts */
     snprintf(long_path, sizeof(long_path), "%s/long.wav", media_dir);
     const char *lng[] = {"-f", "lavfi", "-i", "sine=frequency=300:duration=300", "-ac", "1", NULL};
-    ffmpeg(lng, long_path);
+    th_ffmpeg(lng, long_path, NULL);
 }
 
 /* ---------- the gateway's part ---------- */
@@ -245,22 +234,6 @@ static void respawn_converter(const char *crash_at, bool wait)
 static void restart_converter(const char *crash_at)
 {
     respawn_converter(crash_at, true);
-}
-
-/* Waits up to seconds for the converter to die; returns its status. */
-static int wait_death(int seconds)
-{
-    for (int i = 0; i < seconds * 20; i++) {
-        int st;
-        pid_t p = waitpid(conv.pid, &st, WNOHANG);
-        if (p == conv.pid) {
-            conv.pid = 0;
-            return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-        }
-        th_sleep_ms(50);
-    }
-    fail_msg("the converter did not die within %d s", seconds);
-    return -1;
 }
 
 /* ---------- set-up ---------- */
@@ -452,7 +425,7 @@ static void crash_loop_fails_the_job(void **state)
     restart_converter("converting");
     submit(clip_path, "deadly.mp4", "{}", id);
     for (int k = 0; k < 3; k++) {
-        int st = wait_death(60);
+        int st = th_wait_exit(&conv.pid, 60);
         assert_int_equal(st, 128 + SIGKILL);
         respawn_converter(k < 2 ? "converting" : NULL, k == 2);
     }
@@ -471,7 +444,7 @@ static void crash_at(const char *phase, const char *path)
     restart_converter(phase);
     char id[25];
     submit(path, "crash.mp4", "{}", id);
-    int st = wait_death(60);
+    int st = th_wait_exit(&conv.pid, 60);
     if (st != 128 + SIGKILL)
         fail_msg("CRASH_AT=%s: the converter ended with %d, not SIGKILL", phase, st);
     restart_converter(NULL);

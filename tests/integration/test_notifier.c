@@ -153,21 +153,6 @@ static void wait_no_dead_letters(int seconds)
     fail_msg("%ld dead letters left after %d s", n, seconds);
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    size_t got = fread(buf, 1, (size_t)n, f);
-    buf[got] = '\0';
-    fclose(f);
-    return buf;
-}
-
 static const char *spool(void)
 {
     return th_need_env("VID2MP3_TEST_SMTP_SPOOL");
@@ -183,7 +168,7 @@ static int mails_for(const char *rcpt, const char *job_id, char **last)
     char dir[700];
     if (mode == OUTBOX) {
         snprintf(dir, sizeof(dir), "%s/outbox/%s.eml", nt.dir, job_id);
-        char *text = slurp(dir);
+        char *text = th_slurp(dir, NULL);
         if (last != NULL)
             *last = text;
         else
@@ -211,7 +196,7 @@ static int mails_for(const char *rcpt, const char *job_id, char **last)
         if (n > 0) {
             char path[1000];
             snprintf(path, sizeof(path), "%s/%s", dir, newest);
-            *last = slurp(path);
+            *last = th_slurp(path, NULL);
         }
     }
     return n;
@@ -338,21 +323,6 @@ static void restart_notifier(const char *crash_at, bool wait)
     }
     char *argv[] = {(char *)vid2mp3_bin, "notifier", NULL};
     nt.pid = th_spawn(argv, nt.envp, NULL, nt.log);
-}
-
-static int wait_death(int seconds)
-{
-    for (int i = 0; i < seconds * 20; i++) {
-        int st;
-        pid_t p = waitpid(nt.pid, &st, WNOHANG);
-        if (p == nt.pid) {
-            nt.pid = 0;
-            return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
-        }
-        th_sleep_ms(50);
-    }
-    fail_msg("the notifier did not die within %d s", seconds);
-    return -1;
 }
 
 /* ---------- set-up ---------- */
@@ -673,7 +643,7 @@ static void crash_after_settling_sends_nothing_more(void **state)
     restart_notifier("notified", true);
     make_job(to, "a.mp4", true, NULL, id);
     publish_outcome(id);
-    assert_int_equal(wait_death(60), 128 + SIGKILL);
+    assert_int_equal(th_wait_exit(&nt.pid, 60), 128 + SIGKILL);
     free(wait_mail(to, id, 10));
     wait_settled(id, 10);
     restart_notifier(NULL, true);
@@ -691,7 +661,7 @@ static void crash_after_sending_repeats_the_same_message_id(void **state)
     restart_notifier("sent", true);
     make_job(to, "a.mp4", true, NULL, id);
     publish_outcome(id);
-    assert_int_equal(wait_death(60), 128 + SIGKILL);
+    assert_int_equal(th_wait_exit(&nt.pid, 60), 128 + SIGKILL);
     restart_notifier(NULL, true);
     wait_settled(id, 60);
     assert_int_equal(metric("sent"), 1); /* the new process sent it again */
@@ -716,7 +686,7 @@ static void crash_after_sending_repeats_the_same_message_id(void **state)
             continue;
         char path[1000];
         snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        char *msg = slurp(path);
+        char *msg = th_slurp(path, NULL);
         assert_non_null(strstr(msg, want));
         free(msg);
         n++;
@@ -755,7 +725,7 @@ static void wrong_password_keeps_the_email_waiting(void **state)
     assert_int_equal(jobs_get(jobs, id, &j), JOBS_OK);
     assert_int_equal(j.notified_at, 0);
     assert_int_equal(server_stop(&p, SIGTERM), 0);
-    char *log = slurp(p.log);
+    char *log = th_slurp(p.log, NULL);
     assert_null(strstr(log, "not-the-password"));
     assert_null(strstr(log, "email given up"));
     free(log);
@@ -795,7 +765,7 @@ static void no_starttls_means_no_credentials(void **state)
     assert_int_equal(jobs_get(jobs, id, &j), JOBS_OK);
     assert_int_equal(j.notified_at, 0);
     assert_int_equal(server_stop(&p, SIGTERM), 0);
-    char *log = slurp(p.log);
+    char *log = th_slurp(p.log, NULL);
     assert_non_null(strstr(log, "STARTTLS"));
     assert_null(strstr(log, th_need_env("VID2MP3_TEST_SMTP_PASSWORD")));
     free(log);

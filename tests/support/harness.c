@@ -325,3 +325,52 @@ void th_sleep_ms(long ms)
     while (nanosleep(&ts, &ts) != 0)
         ;
 }
+
+char *th_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *d = malloc(n > 0 ? (size_t)n + 1 : 1);
+    assert_non_null(d);
+    size_t got = n > 0 ? fread(d, 1, (size_t)n, f) : 0;
+    fclose(f);
+    d[got] = '\0';
+    if (len != NULL)
+        *len = got;
+    return d;
+}
+
+void th_ffmpeg(const char *const args[], const char *out, const char *log_path)
+{
+    char *argv[64] = {"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y"};
+    int n = 5;
+    for (int i = 0; args[i] != NULL; i++) {
+        assert_true(n < 61);
+        argv[n++] = (char *)args[i];
+    }
+    if (out != NULL)
+        argv[n++] = (char *)out;
+    argv[n] = NULL;
+    int rc = th_run(argv, NULL, NULL, log_path);
+    if (rc != 0)
+        fail_msg("ffmpeg ... %s: exit %d (log: %s)", argv[n - 1], rc,
+                 log_path != NULL ? log_path : "none");
+}
+
+int th_wait_exit(pid_t *pid, int seconds)
+{
+    for (int i = 0; i < seconds * 20; i++) {
+        int st;
+        if (waitpid(*pid, &st, WNOHANG) == *pid) {
+            *pid = 0;
+            return status_code(st);
+        }
+        th_sleep_ms(50);
+    }
+    fail_msg("process %d did not exit within %d s", (int)*pid, seconds);
+    return -1;
+}

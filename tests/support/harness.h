@@ -83,6 +83,19 @@ void th_sleep_ms(long ms);
  * keeps its starter's output open). Returns the exit status. */
 int th_services(const char *cmd);
 
+/* The whole file, NUL-terminated (caller frees), its length in *len when
+ * len is not NULL; NULL when it cannot be read. */
+char *th_slurp(const char *path, size_t *len);
+
+/* Runs `ffmpeg -nostdin -v error -y ARGS [OUT]` (out may be NULL when args
+ * name it), its output to log_path (may be NULL); fails the test when it
+ * fails. */
+void th_ffmpeg(const char *const args[], const char *out, const char *log_path);
+
+/* Waits up to seconds for child *pid to exit; returns its status (128 +
+ * signal when killed) and sets *pid to 0, or fails the test. */
+int th_wait_exit(pid_t *pid, int seconds);
+
 /* Makes a fresh MariaDB database on the test server; name gets its name. */
 void th_mysql_create_db(char *name, size_t len);
 void th_mysql_drop_db(const char *name);
