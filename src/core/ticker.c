@@ -36,7 +36,8 @@ static void *ticker_main(void *arg)
     for (;;) {
         struct timespec until;
         deadline_in(&until, wait);
-        while (!t->stopping && pthread_cond_timedwait(&t->wake, &t->lock, &until) != ETIMEDOUT)
+        /* 0: woken (by stop, or spuriously); anything else ends the wait */
+        while (!t->stopping && pthread_cond_timedwait(&t->wake, &t->lock, &until) == 0)
             ;
         if (t->stopping)
             break;
@@ -61,10 +62,11 @@ struct ticker *ticker_start(long first_ms, long period_ms, ticker_fn fn, void *c
     pthread_mutex_init(&t->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    /* deadlines are monotonic: a cond on another clock would see them past */
+    int clock_rc = pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&t->wake, &ca);
     pthread_condattr_destroy(&ca);
-    if (pthread_create(&t->thread, NULL, ticker_main, t) != 0) {
+    if (clock_rc != 0 || pthread_create(&t->thread, NULL, ticker_main, t) != 0) {
         pthread_mutex_destroy(&t->lock);
         pthread_cond_destroy(&t->wake);
         free(t);

@@ -20,7 +20,7 @@ struct ticker;
 struct ticker *ticker_start(long first_ms, long period_ms, ticker_fn fn, void *ctx);
 
 /* Stops the ticker, waiting for a call in progress, and frees it. A call
- * not yet due does not happen. NULL is a no-op. */
+ * not yet due does not happen. Never call it from fn. NULL is a no-op. */
 void ticker_stop(struct ticker *t);
 
 #endif

@@ -42,6 +42,10 @@ done
 unset ADMIN_EMAIL ADMIN_PASSWORD MYSQL_HOST MONGODB_URI RABBITMQ_URL SMTP_URL SMTP_USER \
   SMTP_PASSWORD GMAIL_ADDRESS GMAIL_PASSWORD MAIL_FROM PUBLIC_URL JWT_SECRET JWT_ISSUER \
   VIDEO_QUEUE MP3_QUEUE BIND_ADDRESS UPLOAD_ADMIN_ONLY CRASH_AT LOG_LEVEL
+# Test servers listen on loopback only (the banner still says localhost),
+# and no proxy of the caller's may see the requests.
+export BIND_ADDRESS=127.0.0.1 NO_PROXY='*' no_proxy='*'
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY ALL_PROXY all_proxy
 
 # The test's own helpers: Debian's python3 when there is one (a python3
 # earlier in PATH may be a slow shim); the banner's commands use PATH's.
@@ -50,6 +54,9 @@ py=python3
 
 tmp=$(mktemp -d /tmp/vid2mp3-make-run-XXXXXX)
 data=$tmp/data
+# No request, the banner's included, may hang the test until ctest's timeout.
+export CURL_HOME=$tmp
+echo 'max-time = 60' >"$CURL_HOME/.curlrc"
 log=""
 pid=""
 

@@ -72,13 +72,15 @@ static void stop_cancels_a_call_not_due(void **state)
 static void stop_waits_for_a_call_in_progress(void **state)
 {
     (void)state;
-    struct count c = {.busy_ms = 300};
+    struct count c = {.busy_ms = 1000};
     struct ticker *t = ticker_start(0, 1000, tick, &c);
     assert_non_null(t);
-    nap(50); /* the first call is running */
+    for (int i = 0; i < 1000 && atomic_load(&c.n) == 0; i++)
+        nap(5); /* until the first call is running */
+    assert_int_equal(atomic_load(&c.n), 1);
     int64_t t0 = now_ms();
     ticker_stop(t);
-    assert_true(now_ms() - t0 >= 200);
+    assert_true(now_ms() - t0 >= 100); /* it waited for the call's remaining time */
     assert_int_equal(atomic_load(&c.n), 1);
 }
 
