@@ -353,31 +353,6 @@ static void fid_from_email(const char *email, char fid[25])
     fid[24] = '\0';
 }
 
-/* MP3 blobs stored for job id (exactly-once checks). */
-static int mp3s_of(const char *id)
-{
-    if (topo == EMBEDDED) {
-        char cmd[800];
-        snprintf(cmd, sizeof(cmd),
-                 "grep -l '\"job_id\":\"%s\"' %s/blobs/mp3s/*/*.json 2>/dev/null | wc -l", id,
-                 all_s.dir);
-        FILE *p = popen(cmd, "r");
-        int n = -1;
-        assert_int_equal(fscanf(p, "%d", &n), 1);
-        pclose(p);
-        return n;
-    }
-    mongoc_client_t *c = mongoc_client_new(th_need_env("VID2MP3_TEST_MONGODB_URI"));
-    mongoc_collection_t *coll = mongoc_client_get_collection(c, "mp3s", "fs.files");
-    bson_t *filter = BCON_NEW("metadata.job_id", BCON_UTF8(id));
-    bson_error_t err;
-    int64_t n = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &err);
-    bson_destroy(filter);
-    mongoc_collection_destroy(coll);
-    mongoc_client_destroy(c);
-    return (int)n;
-}
-
 /* Downloads the MP3 into path; returns the status. */
 static long download(const char *token, const char *fid, const char *range, const char *path,
                      struct th_resp *keep)
@@ -757,7 +732,7 @@ static void kill9_during_conversions(void **state)
     }
     settle_down();
     for (int i = 0; i < N; i++) {
-        assert_int_equal(mp3s_of(ids[i]), 1);
+        assert_int_equal(th_mp3s_of(ids[i], topo == EMBEDDED ? all_s.dir : NULL), 1);
         assert_int_equal(emails_about(ids[i], NULL), 1);
     }
     free(tok);
@@ -825,7 +800,7 @@ static void sigterm_mid_work(void **state)
     }
     settle_down();
     for (int i = 0; i < 2; i++) {
-        assert_int_equal(mp3s_of(both[i]), 1);
+        assert_int_equal(th_mp3s_of(both[i], topo == EMBEDDED ? all_s.dir : NULL), 1);
         assert_int_equal(emails_about(both[i], NULL), 1);
     }
     free(tok);
@@ -897,7 +872,7 @@ static void broker_restart_during_uploads(void **state)
     for (int i = 0; i < N; i++) {
         if (u[i].status != 202)
             continue;
-        assert_int_equal(mp3s_of(u[i].id), 1);
+        assert_int_equal(th_mp3s_of(u[i].id, topo == EMBEDDED ? all_s.dir : NULL), 1);
         assert_int_equal(emails_about(u[i].id, NULL), 1);
     }
     free(tok);

@@ -119,33 +119,6 @@ static struct job wait_job(const char *id, int seconds)
     return j;
 }
 
-/* MP3 blobs stored for job_id. */
-static int mp3s_of(const char *job_id)
-{
-    if (!distributed) {
-        char cmd[800];
-        snprintf(cmd, sizeof(cmd),
-                 "grep -l '\"job_id\":\"%s\"' %s/blobs/mp3s/*/*.json 2>/dev/null | wc -l", job_id,
-                 conv.dir);
-        FILE *p = popen(cmd, "r");
-        int n = -1;
-        assert_int_equal(fscanf(p, "%d", &n), 1);
-        pclose(p);
-        return n;
-    }
-    mongoc_client_t *c = mongoc_client_new(th_need_env("VID2MP3_TEST_MONGODB_URI"));
-    mongoc_collection_t *coll = mongoc_client_get_collection(c, "mp3s", "fs.files");
-    bson_t *filter = BCON_NEW("metadata.job_id", BCON_UTF8(job_id));
-    bson_error_t err;
-    int64_t n = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &err);
-    if (n < 0)
-        fail_msg("count: %s", err.message);
-    bson_destroy(filter);
-    mongoc_collection_destroy(coll);
-    mongoc_client_destroy(c);
-    return (int)n;
-}
-
 /* ---------- MP3_QUEUE ---------- */
 
 struct outcomes {
@@ -305,7 +278,7 @@ static void converts_a_job(void **state)
     assert_string_equal(m.content_type, "audio/mpeg");
     assert_string_equal(m.job_id, id);
     assert_true(m.length > 1000);
-    assert_int_equal(mp3s_of(id), 1);
+    assert_int_equal(th_mp3s_of(id, distributed ? NULL : conv.dir), 1);
     struct outcomes o = outcomes_of(id);
     assert_int_equal(o.n, 1);
     assert_string_equal(o.status, "done");
@@ -342,7 +315,7 @@ static void no_audio_fails_with_a_reason(void **state)
     struct job j = wait_job(id, 60);
     assert_int_equal(j.status, JOB_FAILED);
     assert_non_null(strstr(j.error, "no audio"));
-    assert_int_equal(mp3s_of(id), 0);
+    assert_int_equal(th_mp3s_of(id, distributed ? NULL : conv.dir), 0);
     struct outcomes o = outcomes_of(id);
     assert_int_equal(o.n, 1);
     assert_string_equal(o.status, "failed");
@@ -366,7 +339,7 @@ static void unknown_job_is_dropped(void **state)
         th_sleep_ms(100);
     }
     assert_int_equal(depth, 0);
-    assert_int_equal(mp3s_of(id), 0);
+    assert_int_equal(th_mp3s_of(id, distributed ? NULL : conv.dir), 0);
     long dead = -1;
     assert_int_equal(queue_dead_count(queue, video_queue, &dead), QUEUE_OK);
     assert_int_equal(dead, 0);
@@ -432,7 +405,7 @@ static void crash_loop_fails_the_job(void **state)
     struct job j = wait_job(id, 60);
     assert_int_equal(j.status, JOB_FAILED);
     assert_non_null(strstr(j.error, "it was given up"));
-    assert_int_equal(mp3s_of(id), 0);
+    assert_int_equal(th_mp3s_of(id, distributed ? NULL : conv.dir), 0);
     struct outcomes o = outcomes_of(id);
     assert_true(o.n >= 1);
     assert_string_equal(o.status, "failed");
@@ -451,7 +424,7 @@ static void crash_at(const char *phase, const char *path)
     struct job j = wait_job(id, 90);
     if (j.status != JOB_DONE)
         fail_msg("CRASH_AT=%s: job %s: %s", phase, job_status_name(j.status), j.error);
-    assert_int_equal(mp3s_of(id), 1);
+    assert_int_equal(th_mp3s_of(id, distributed ? NULL : conv.dir), 1);
     struct blob_meta m;
     assert_int_equal(blobs_stat(blobs, BLOB_MP3S, j.mp3_fid, &m), BLOB_OK);
     struct outcomes o = outcomes_of(id);
@@ -507,7 +480,7 @@ static void sigterm_finishes_the_running_job(void **state)
     assert_int_equal(server_stop(&conv, SIGTERM), 0);
     assert_int_equal(jobs_get(jobs, id, &j), JOBS_OK);
     assert_int_equal(j.status, JOB_DONE);
-    assert_int_equal(mp3s_of(id), 1);
+    assert_int_equal(th_mp3s_of(id, distributed ? NULL : conv.dir), 1);
     restart_converter(NULL);
 }
 

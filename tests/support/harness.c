@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <jwt.h>
+#include <mongoc/mongoc.h>
 #include <mysql.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -373,4 +374,31 @@ int th_wait_exit(pid_t *pid, int seconds)
     }
     fail_msg("process %d did not exit within %d s", (int)*pid, seconds);
     return -1;
+}
+
+int th_mp3s_of(const char *job_id, const char *data_dir)
+{
+    if (data_dir != NULL) {
+        char cmd[800];
+        snprintf(cmd, sizeof(cmd),
+                 "grep -l '\"job_id\":\"%s\"' %s/blobs/mp3s/*/*.json 2>/dev/null | wc -l", job_id,
+                 data_dir);
+        FILE *p = popen(cmd, "r");
+        assert_non_null(p);
+        int n = -1;
+        assert_int_equal(fscanf(p, "%d", &n), 1);
+        pclose(p);
+        return n;
+    }
+    mongoc_client_t *c = mongoc_client_new(th_need_env("VID2MP3_TEST_MONGODB_URI"));
+    mongoc_collection_t *coll = mongoc_client_get_collection(c, "mp3s", "fs.files");
+    bson_t *filter = BCON_NEW("metadata.job_id", BCON_UTF8(job_id));
+    bson_error_t err;
+    int64_t n = mongoc_collection_count_documents(coll, filter, NULL, NULL, NULL, &err);
+    bson_destroy(filter);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(c);
+    if (n < 0)
+        fail_msg("count: %s", err.message);
+    return (int)n;
 }

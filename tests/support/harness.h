@@ -96,6 +96,11 @@ void th_ffmpeg(const char *const args[], const char *out, const char *log_path);
  * signal when killed) and sets *pid to 0, or fails the test. */
 int th_wait_exit(pid_t *pid, int seconds);
 
+/* The MP3 blobs stored for job_id (exactly-once checks): in the files
+ * backend under data_dir, or, when data_dir is NULL, in GridFS at
+ * $VID2MP3_TEST_MONGODB_URI. Fails the test when it cannot count. */
+int th_mp3s_of(const char *job_id, const char *data_dir);
+
 /* Makes a fresh MariaDB database on the test server; name gets its name. */
 void th_mysql_create_db(char *name, size_t len);
 void th_mysql_drop_db(const char *name);
