@@ -19,7 +19,7 @@ static const struct command commands[] = {
     {"auth", auth_main},         {"gateway", gateway_main},     {"converter", converter_main},
     {"convert", convert_main},   {"notifier", notifier_main},   {"all", all_main},
     {"user", cli_user_main},     {"migrate", cli_migrate_main}, {"gc", cli_gc_main},
-    {"config", cli_config_main}, {"version", cli_version_main},
+    {"config", cli_config_main}, {"version", cli_version_main}, {"probe", cli_probe_main},
 };
 
 int main(int argc, char **argv)

@@ -49,6 +49,10 @@ void cli_usage(FILE *out)
           "                            blob storage (default GC_MIN_AGE_SECONDS, 3600)\n"
           "  config                    print the effective configuration, secrets redacted\n"
           "  version                   print the version\n"
+          "  probe [SERVICE] [--ready]\n"
+          "                            ask SERVICE (auth, gateway, converter, notifier\n"
+          "                            or all, the default) on this host for /healthz\n"
+          "                            (or /readyz); exit 0 when it answers 200\n"
           "\n"
           "Configuration comes from environment variables (see README.md).\n"
           "Exit status: 0 success, 1 failure, 2 usage or configuration error.\n",

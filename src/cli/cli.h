@@ -10,6 +10,7 @@ int cli_migrate_main(int argc, char **argv);
 int cli_gc_main(int argc, char **argv);
 int cli_config_main(int argc, char **argv);
 int cli_version_main(int argc, char **argv);
+int cli_probe_main(int argc, char **argv);
 
 int all_main(int argc, char **argv);
 

@@ -6,7 +6,11 @@
 
 #include <signal.h>
 #include <sodium.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 /* The combined output of the last command run with s (and truncates it). */
 static char *take_log(struct server *s)
@@ -196,6 +200,59 @@ static void all_generates_and_keeps_secret(void **state)
     server_cleanup(&s);
 }
 
+/* A child that listens on 127.0.0.1:port, answers one connection with
+ * reply and exits 0; returned once it listens. */
+static pid_t answer_once(int port, const char *reply)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int c = accept(fd, NULL, NULL);
+        char buf[4096];
+        if (c < 0 || read(c, buf, sizeof(buf)) <= 0 ||
+            write(c, reply, strlen(reply)) != (ssize_t)strlen(reply))
+            _exit(1);
+        close(c);
+        _exit(0);
+    }
+    close(fd);
+    return pid;
+}
+
+/* `vid2mp3 probe`, the container health check: asks the service on the
+ * port it reads from the same environment; 0 only for a 200. */
+static void probe_command(void **state)
+{
+    (void)state;
+    struct server s;
+    server_init(&s, NULL);
+    expect(&s, 1, NULL, "probe", NULL, NULL, NULL, "Couldn't connect");
+    expect(&s, 2, NULL, "probe", "frontend", NULL, NULL, "unknown service 'frontend'");
+    expect(&s, 2, NULL, "probe", "auth", "--live", NULL, "unexpected argument '--live'");
+    expect(&s, 2, NULL, "probe", "auth", "gateway", NULL, "unexpected argument 'gateway'");
+    server_start(&s, "all");
+    expect(&s, 0, NULL, "probe", NULL, NULL, NULL, NULL);
+    expect(&s, 0, NULL, "probe", "all", "--ready", NULL, NULL);
+    expect(&s, 0, NULL, "probe", "auth", NULL, NULL, NULL);
+    expect(&s, 0, NULL, "probe", "gateway", "--ready", NULL, NULL);
+    /* a port where something answers, but not 200 */
+    int port = th_free_port();
+    pid_t pid = answer_once(port, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+    server_env(&s, "METRICS_PORT=%d", port);
+    expect(&s, 1, NULL, "probe", "converter", "--ready", NULL, "/readyz: HTTP 503");
+    assert_int_equal(th_wait_exit(&pid, 10), 0);
+    expect(&s, 1, NULL, "probe", "notifier", NULL, NULL, "/healthz: Couldn't connect");
+    assert_int_equal(server_stop(&s, SIGTERM), 0);
+    server_cleanup(&s);
+}
+
 int main(int argc, char **argv)
 {
     if (server_args(argc, argv) != 0)
@@ -205,6 +262,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(user_commands),       cmocka_unit_test(gc_command),
         cmocka_unit_test(bad_data_dir),        cmocka_unit_test(gateway_bad_config),
         cmocka_unit_test(notifier_bad_config), cmocka_unit_test(all_generates_and_keeps_secret),
+        cmocka_unit_test(probe_command),
     };
     return cmocka_run_group_tests_name("command line", tests, NULL, NULL);
 }

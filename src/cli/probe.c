@@ -1,0 +1,114 @@
+/*
+ * probe: `vid2mp3 probe [SERVICE] [--ready]`, the container health check.
+ *
+ * Asks the service running beside it, on this host, for /healthz (or
+ * /readyz) on the port that service reads from the same environment, so a
+ * HEALTHCHECK or an exec probe needs no curl in the image and never names a
+ * port twice. Exit 0 when the answer is 200, 1 otherwise (with the reason on
+ * stderr), 2 for a bad argument or setting.
+ */
+#include "cli/cli.h"
+
+#include "core/config.h"
+#include "core/service.h"
+
+#include <curl/curl.h>
+#include <string.h>
+
+#define PROBE_TIMEOUT_MS 5000L
+
+/* The port SERVICE listens on; -1 for an unknown name. `all` opens the auth
+ * port last, once every part is up, so that is the one to ask. */
+static long service_port(const struct config *cfg, const char *service)
+{
+    if (strcmp(service, "auth") == 0 || strcmp(service, "all") == 0)
+        return cfg->auth_port;
+    if (strcmp(service, "gateway") == 0)
+        return cfg->gateway_port;
+    if (strcmp(service, "converter") == 0)
+        return cfg->metrics_port > 0 ? cfg->metrics_port : 9102;
+    if (strcmp(service, "notifier") == 0)
+        return cfg->metrics_port > 0 ? cfg->metrics_port : 9103;
+    return -1;
+}
+
+/* The address to ask: the bound one, or loopback when bound to every one. */
+static const char *probe_host(const struct config *cfg, char *buf, size_t len)
+{
+    const char *a = cfg->bind_address;
+    if (a == NULL || strcmp(a, "0.0.0.0") == 0 || strcmp(a, "::") == 0)
+        return "127.0.0.1";
+    if (strchr(a, ':') != NULL) {
+        snprintf(buf, len, "[%s]", a);
+        return buf;
+    }
+    return a;
+}
+
+static size_t discard(char *data, size_t size, size_t n, void *ctx)
+{
+    (void)data;
+    (void)ctx;
+    return size * n;
+}
+
+int cli_probe_main(int argc, char **argv)
+{
+    const char *service = "all";
+    const char *path = "/healthz";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--ready") == 0)
+            path = "/readyz";
+        else if (argv[i][0] != '-' && i == 1)
+            service = argv[i];
+        else {
+            fprintf(stderr,
+                    "vid2mp3 probe: unexpected argument '%s'\n"
+                    "usage: vid2mp3 probe [auth|gateway|converter|notifier|all] [--ready]\n",
+                    argv[i]);
+            return EXIT_USAGE;
+        }
+    }
+    struct config cfg;
+    int rc = service_config(&cfg, "probe");
+    if (rc != 0)
+        return rc;
+    long port = service_port(&cfg, service);
+    if (port < 0) {
+        fprintf(stderr, "vid2mp3 probe: unknown service '%s'\n", service);
+        return EXIT_USAGE;
+    }
+
+    char host[80], url[160];
+    snprintf(url, sizeof(url), "http://%s:%ld%s", probe_host(&cfg, host, sizeof(host)), port, path);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        fputs("vid2mp3 probe: libcurl failed to initialise\n", stderr);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    CURL *c = curl_easy_init();
+    if (c == NULL) {
+        curl_global_cleanup();
+        fputs("vid2mp3 probe: out of memory\n", stderr);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, PROBE_TIMEOUT_MS);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    CURLcode res = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_global_cleanup();
+
+    if (res != CURLE_OK) {
+        fprintf(stderr, "vid2mp3 probe: %s: %s\n", url, curl_easy_strerror(res));
+        return EXIT_FAILURE_RUNTIME;
+    }
+    if (status != 200) {
+        fprintf(stderr, "vid2mp3 probe: %s: HTTP %ld\n", url, status);
+        return EXIT_FAILURE_RUNTIME;
+    }
+    return EXIT_OK;
+}
