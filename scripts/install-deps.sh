@@ -6,9 +6,19 @@
 #   scripts/install-deps.sh           build, runtime and test packages
 #   scripts/install-deps.sh --build   only what building and running need
 #                                     (`make run`: no servers)
+#   scripts/install-deps.sh --runtime only what running a built vid2mp3
+#                                     needs (the container image's last stage)
+#   scripts/install-deps.sh --list build|runtime|test
+#                                     print that list, one per line, and exit
 set -euo pipefail
-only_build=0
-[ "${1:-}" = "--build" ] && only_build=1
+mode=all
+case "${1:-}" in
+  "") ;;
+  --build) mode=build ;;
+  --runtime) mode=runtime ;;
+  --list) mode=list ;;
+  *) echo "usage: $0 [--build|--runtime|--list build|runtime|test]" >&2; exit 2 ;;
+esac
 
 # Build toolchain and libraries (DESIGN §9).
 build=(
@@ -24,15 +34,41 @@ test=(
   libcmocka-dev libclang-rt-14-dev curl ffmpeg sqlite3 procps iproute2
   mariadb-server mariadb-client rabbitmq-server python3-aiosmtpd openssl
   wrk bc time
+  shellcheck   # lints the shell in the scripts and the Dockerfile's RUN lines
+)
+# Running a built binary: the packages of the shared libraries vid2mp3 links
+# (readelf -d: NEEDED; libc6 is in every Debian) and the CA certificates its
+# TLS connections verify against. The image's last stage installs exactly
+# these; deploy/validate/check-packages.sh proves the list matches the binary.
+runtime=(
+  libmicrohttpd12 libjansson4 libjwt0 libsodium23 libmariadb3 libsqlite3-0
+  libmongoc-1.0-0 libbson-1.0-0 librabbitmq4 libavformat59 libavcodec59
+  libavutil57 libswscale6 libswresample4 libcurl4 libssl3 ca-certificates
 )
 
-want=("${build[@]}")
-if [ "$only_build" -eq 0 ]; then
-  want+=("${test[@]}")
-  # Node.js and npm run test tooling (the MongoDB-wire server, the browser
-  # driver). Many machines have a Node.js of their own; use it when present.
-  command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
+if [ "$mode" = list ]; then
+  case "${2:-}" in
+    build) printf '%s\n' "${build[@]}" ;;
+    runtime) printf '%s\n' "${runtime[@]}" ;;
+    test) printf '%s\n' "${test[@]}" ;;
+    *) echo "usage: $0 --list build|runtime|test" >&2; exit 2 ;;
+  esac
+  exit 0
 fi
+
+case "$mode" in
+  runtime) want=("${runtime[@]}") ;;
+  build) want=("${build[@]}") ;;
+  *)
+    want=("${build[@]}" "${test[@]}")
+    # Node.js and npm run test tooling (the MongoDB-wire server, the
+    # deployment validators, the browser driver), and kubectl renders the
+    # Kubernetes manifests offline. Many machines have their own; use those
+    # when present (Debian's kubernetes-client would clash with them).
+    command -v npm >/dev/null 2>&1 || want+=(nodejs npm)
+    command -v kubectl >/dev/null 2>&1 || want+=(kubernetes-client)
+    ;;
+esac
 
 missing=()
 for p in "${want[@]}"; do

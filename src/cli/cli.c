@@ -51,8 +51,9 @@ void cli_usage(FILE *out)
           "  version                   print the version\n"
           "  probe [SERVICE] [--ready]\n"
           "                            ask SERVICE (auth, gateway, converter, notifier\n"
-          "                            or all, the default) on this host for /healthz\n"
-          "                            (or /readyz); exit 0 when it answers 200\n"
+          "                            or all) on this host for /healthz (or /readyz);\n"
+          "                            exit 0 when it answers 200. Without SERVICE: the\n"
+          "                            first of those ports where something listens\n"
           "\n"
           "Configuration comes from environment variables (see README.md).\n"
           "Exit status: 0 success, 1 failure, 2 usage or configuration error.\n",

@@ -250,8 +250,17 @@ int config_load(struct config *c, char *err, size_t errlen)
         snprintf(err, errlen, "SMTP_URL: must start with smtp:// or smtps://");
         return -1;
     }
-    if (strcmp(c->smtp_tls, "auto") != 0 && strcmp(c->smtp_tls, "required") != 0) {
-        snprintf(err, errlen, "SMTP_TLS: must be auto or required, got \"%.40s\"", c->smtp_tls);
+    if (strcmp(c->smtp_tls, "auto") != 0 && strcmp(c->smtp_tls, "required") != 0 &&
+        strcmp(c->smtp_tls, "optional") != 0) {
+        snprintf(err, errlen, "SMTP_TLS: must be auto, required or optional, got \"%.40s\"",
+                 c->smtp_tls);
+        return -1;
+    }
+    if (strcmp(c->smtp_tls, "optional") == 0 &&
+        (c->smtp_user != NULL || c->gmail_address != NULL)) {
+        snprintf(err, errlen,
+                 "SMTP_TLS: optional may send in the clear, so it cannot be used with a login "
+                 "(SMTP_USER or GMAIL_ADDRESS)");
         return -1;
     }
     if (c->public_url != NULL && !url_plain(c->public_url)) {

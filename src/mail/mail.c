@@ -23,7 +23,9 @@ struct mailer *mail_open(const struct config *cfg, char *err, size_t errlen)
         .user = cfg->smtp_user,
         .password = cfg->smtp_password,
         .ca_file = cfg->smtp_ca_file,
-        .require_tls = strcmp(cfg->smtp_tls, "required") == 0,
+        .tls = strcmp(cfg->smtp_tls, "required") == 0   ? MAIL_TLS_REQUIRED
+               : strcmp(cfg->smtp_tls, "optional") == 0 ? MAIL_TLS_OPTIONAL
+                                                        : MAIL_TLS_AUTO,
         .connect_timeout =
             cfg->smtp_timeout < CONNECT_TIMEOUT_S ? cfg->smtp_timeout : CONNECT_TIMEOUT_S,
         .timeout = cfg->smtp_timeout,

@@ -63,13 +63,24 @@ struct mailer {
     void *h;
 };
 
+/* SMTP_TLS: when an smtp:// connection must upgrade with STARTTLS. */
+enum mail_tls {
+    MAIL_TLS_AUTO,     /* mandatory unless the host is a loopback address */
+    MAIL_TLS_REQUIRED, /* mandatory everywhere */
+    MAIL_TLS_OPTIONAL, /* used when offered, else plain: a local mail catcher */
+};
+
+/* Whether a connection to a host (loopback or not) must be TLS under mode;
+ * when not, STARTTLS is still used if the server offers it. */
+bool mail_tls_mandatory(enum mail_tls mode, bool loopback);
+
 /* SMTP settings; strings are borrowed and must outlive the mailer. */
 struct mail_smtp_settings {
     const char *url;  /* smtp://host[:port] or smtps://host[:port] */
     const char *user; /* NULL: no AUTH */
     const char *password;
     const char *ca_file;  /* NULL: the system's CAs */
-    bool require_tls;     /* true: STARTTLS even on a loopback host */
+    enum mail_tls tls;    /* when STARTTLS is mandatory (SMTP_TLS) */
     long connect_timeout; /* seconds */
     long timeout;         /* seconds for one whole send */
 };

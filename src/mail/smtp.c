@@ -3,7 +3,8 @@
  *
  * TLS: smtps:// is TLS from the first byte. smtp:// upgrades with STARTTLS,
  * and unless the host is a loopback address (and SMTP_TLS is not
- * "required") the upgrade is mandatory (CURLUSESSL_ALL): against a server
+ * "required"), or SMTP_TLS is "optional", the upgrade is mandatory
+ * (CURLUSESSL_ALL): against a server
  * that does not offer it libcurl stops after EHLO, before AUTH, MAIL FROM
  * or a byte of the message. Certificates are always verified (SMTP_CA_FILE
  * adds a private CA).
@@ -33,7 +34,7 @@
 struct smtp {
     char *url, *user, *password, *ca_file;
     bool loopback;
-    bool require_tls;
+    enum mail_tls tls;
     long connect_timeout, timeout;
     pthread_mutex_t lock;
     CURL *idle[POOL_MAX];
@@ -184,7 +185,8 @@ static int smtp_send(void *h, const struct mail_envelope *e, char *reply, size_t
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_USE_SSL,
-                     s->loopback && !s->require_tls ? (long)CURLUSESSL_TRY : (long)CURLUSESSL_ALL);
+                     mail_tls_mandatory(s->tls, s->loopback) ? (long)CURLUSESSL_ALL
+                                                             : (long)CURLUSESSL_TRY);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
     if (s->ca_file != NULL)
@@ -261,6 +263,19 @@ static const struct mail_ops smtp_ops = {
     .free = smtp_free,
 };
 
+bool mail_tls_mandatory(enum mail_tls mode, bool loopback)
+{
+    switch (mode) {
+    case MAIL_TLS_REQUIRED:
+        return true;
+    case MAIL_TLS_OPTIONAL:
+        return false;
+    case MAIL_TLS_AUTO:
+        break;
+    }
+    return !loopback;
+}
+
 int mail_smtp_url_loopback(const char *url, bool *out, char *err, size_t errlen)
 {
     CURLU *u = curl_url();
@@ -313,7 +328,7 @@ struct mailer *mail_smtp_new(const struct mail_smtp_settings *set, char *err, si
         goto oom;
     if (mail_smtp_url_loopback(s->url, &s->loopback, err, errlen) != 0)
         goto fail;
-    s->require_tls = set->require_tls;
+    s->tls = set->tls;
     s->connect_timeout = set->connect_timeout > 0 ? set->connect_timeout : 10;
     s->timeout = set->timeout > 0 ? set->timeout : 30;
     m->ops = &smtp_ops;

@@ -84,7 +84,7 @@ static void notifier_bad_config(void **state)
         {"MAIL_FROM=Robot <robot@example.com>", "MAIL_FROM: "},
         {"GMAIL_ADDRESS=not-an-address", "GMAIL_ADDRESS: "},
         {"SMTP_URL=http://mail.example.com", "SMTP_URL: must start with smtp://"},
-        {"SMTP_TLS=never", "SMTP_TLS: must be auto or required"},
+        {"SMTP_TLS=never", "SMTP_TLS: must be auto, required or optional"},
         {"SMTP_TIMEOUT_SECONDS=0", "SMTP_TIMEOUT_SECONDS: must be an integer"},
         {"PUBLIC_URL=javascript:alert(1)", "PUBLIC_URL: must be an http://"},
         {"PUBLIC_URL=http://x.example/\"><script>", "PUBLIC_URL: must be an http://"},
@@ -98,6 +98,13 @@ static void notifier_bad_config(void **state)
         expect(&s, 2, NULL, "notifier", NULL, NULL, NULL, bad[i][1]);
         server_cleanup(&s);
     }
+    /* a login is only ever sent over TLS: optional TLS with one is refused */
+    const char *login_env[] = {"SMTP_URL=smtp://mail.example.com", "SMTP_TLS=optional",
+                               "SMTP_USER=robot", NULL};
+    struct server s;
+    server_init(&s, login_env);
+    expect(&s, 2, NULL, "notifier", NULL, NULL, NULL, "SMTP_TLS: optional may send in the clear");
+    server_cleanup(&s);
 }
 
 static void config_redacts(void **state)
@@ -231,9 +238,21 @@ static pid_t answer_once(int port, const char *reply)
 static void probe_command(void **state)
 {
     (void)state;
+    char metrics[64];
+    snprintf(metrics, sizeof(metrics), "METRICS_PORT=%d", th_free_port());
+    const char *env[] = {metrics, NULL};
     struct server s;
-    server_init(&s, NULL);
+    server_init(&s, env);
+    /* nothing listens: every port is tried, each named */
     expect(&s, 1, NULL, "probe", NULL, NULL, NULL, "Couldn't connect");
+    char *out = NULL;
+    assert_int_equal(server_cli(&s, NULL, "probe", NULL, NULL, NULL), 1);
+    out = take_log(&s);
+    char want[128];
+    snprintf(want, sizeof(want), "127.0.0.1:%d/healthz", s.port);
+    assert_non_null(strstr(out, want));
+    assert_non_null(strstr(out, metrics + strlen("METRICS_PORT=")));
+    free(out);
     expect(&s, 2, NULL, "probe", "frontend", NULL, NULL, "unknown service 'frontend'");
     expect(&s, 2, NULL, "probe", "auth", "--live", NULL, "unexpected argument '--live'");
     expect(&s, 2, NULL, "probe", "auth", "gateway", NULL, "unexpected argument 'gateway'");

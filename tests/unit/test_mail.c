@@ -44,6 +44,18 @@ static void loopback_hosts(void **state)
     assert_int_equal(mail_smtp_url_loopback("not a url", &lo, err, sizeof(err)), -1);
 }
 
+/* SMTP_TLS: when STARTTLS must succeed before anything else is sent. */
+static void tls_modes(void **state)
+{
+    (void)state;
+    assert_true(mail_tls_mandatory(MAIL_TLS_AUTO, false));
+    assert_false(mail_tls_mandatory(MAIL_TLS_AUTO, true));
+    assert_true(mail_tls_mandatory(MAIL_TLS_REQUIRED, false));
+    assert_true(mail_tls_mandatory(MAIL_TLS_REQUIRED, true));
+    assert_false(mail_tls_mandatory(MAIL_TLS_OPTIONAL, false));
+    assert_false(mail_tls_mandatory(MAIL_TLS_OPTIONAL, true));
+}
+
 static void message_ids(void **state)
 {
     (void)state;
@@ -122,9 +134,8 @@ static void smtp_settings_checked(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(loopback_hosts),
-        cmocka_unit_test(message_ids),
-        cmocka_unit_test(outbox_writes_one_file_per_id),
+        cmocka_unit_test(loopback_hosts),        cmocka_unit_test(tls_modes),
+        cmocka_unit_test(message_ids),           cmocka_unit_test(outbox_writes_one_file_per_id),
         cmocka_unit_test(smtp_settings_checked),
     };
     return cmocka_run_group_tests_name("mail", tests, NULL, NULL);
