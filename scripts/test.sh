@@ -4,7 +4,8 @@
 #  2. start the real test servers on loopback (scripts/test-services.sh)
 #  3. check formatting, then build and run the whole suite under CTest:
 #     once normally, once with AddressSanitizer + UndefinedBehaviorSanitizer
-#     (recovery off, leaks detected); then run each libFuzzer target briefly
+#     (recovery off, leaks detected); validate the deployment files offline
+#     (deploy/validate/run.sh); then run each libFuzzer target briefly
 #  4. stop the servers, whatever happened; exit non-zero on any failure
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,6 +42,8 @@ echo "=== format check (clang-format, .clang-format)"
 git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
 
 run_suite normal build
+echo "=== deployment files (deploy/: offline validators and their negative tests)"
+deploy/validate/run.sh build/vid2mp3
 run_suite sanitizer build-asan -DVID2MP3_SANITIZE=ON
 FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
 echo "=== all suites passed (normal and sanitizer builds, fuzzers)"
