@@ -128,6 +128,8 @@ export function k8sRules(objects, { version, secretExample }) {
       if (svc === "notifier" && !envValue(c, "SMTP_URL", configMaps) && !envValue(c, "GMAIL_ADDRESS", configMaps))
         p.push(`${at}: no SMTP_URL: emails would be written to the pod's emptyDir and lost`);
       if (svc === "gateway" && !c.lifecycle?.preStop) p.push(`${at}: no preStop pause before the socket closes`);
+      if (svc === "auth" && !envValue(c, "TRUSTED_PROXIES", configMaps))
+        p.push(`${at}: no TRUSTED_PROXIES: every login the gateway forwards counts against the gateway's address`);
     }
 
     // references to ConfigMaps and Secrets resolve
@@ -252,6 +254,8 @@ export function composeRules(doc, { version }) {
     if (!(stop >= grace + MARGIN)) p.push(`${at}: stop_grace_period ${s.stop_grace_period ?? "10s"} is below SHUTDOWN_GRACE_SECONDS ${grace} + ${MARGIN} s`);
     if (s.read_only !== true) p.push(`${at}: read_only is not true`);
     if (!(s.cap_drop ?? []).includes("ALL")) p.push(`${at}: cap_drop does not include ALL`);
+    if (cmd[0] === "auth" && !s.environment?.TRUSTED_PROXIES)
+      p.push(`${at}: no TRUSTED_PROXIES: every login the gateway forwards counts against the gateway's address`);
     if (cmd[0] === "notifier" && !s.environment?.SMTP_URL && !s.environment?.GMAIL_ADDRESS)
       p.push(`${at}: no SMTP_URL: emails would be written to a tmpfs and lost`);
   }

@@ -159,6 +159,8 @@ fresh; edit deploy/k8s/overlays/prod/converter-keda.yaml 's/protocol: http/proto
 reject "a KEDA RabbitMQ trigger on AMQP" "must use protocol: http" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/overlays/prod/kustomization.yaml 's/      - SMTP_URL=smtp:\/\/smtp.example.com:587\n//'
 reject "a notifier with nowhere to send emails" "no SMTP_URL" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/kustomization.yaml 's/      - TRUSTED_PROXIES=.*\n//'
+reject "an auth service that throttles all forwarded logins as one" "Deployment/auth container auth: no TRUSTED_PROXIES" check_k8s "$tmp/t" dev
 fresh; edit deploy/k8s/overlays/prod/ingress-tls.yaml 's/name: gateway\n                port:/name: gateway-svc\n                port:/'
 reject "an Ingress to a missing Service" "backend Service gateway-svc is not in the render" check_k8s "$tmp/t" prod
 

@@ -1,6 +1,8 @@
 /* config: see config.h. One table row per variable; no other code reads env. */
 #include "core/config.h"
 
+#include "core/netaddr.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdint.h>
@@ -94,25 +96,17 @@ static int parse_long(const char *s, long lo, long hi, long *out)
 }
 
 /* True when s is a comma-separated list of IP literals (spaces allowed). */
+static int accept_net(const struct netaddr_net *net, void *ctx)
+{
+    (void)net;
+    (void)ctx;
+    return 0;
+}
+
+/* A comma-separated list of addresses and CIDR networks. */
 static bool addr_list_ok(const char *s)
 {
-    char item[64];
-    while (*s != '\0') {
-        while (*s == ' ' || *s == ',')
-            s++;
-        size_t n = strcspn(s, ", ");
-        if (n == 0)
-            break;
-        if (n >= sizeof(item))
-            return false;
-        memcpy(item, s, n);
-        item[n] = '\0';
-        unsigned char buf[sizeof(struct in6_addr)];
-        if (inet_pton(AF_INET, item, buf) != 1 && inet_pton(AF_INET6, item, buf) != 1)
-            return false;
-        s += n;
-    }
-    return true;
+    return netaddr_each(s, accept_net, NULL) == 0;
 }
 
 /* True when s is an http(s) URL that can go into an email's link as it is:
@@ -183,8 +177,9 @@ static int load_var(const struct var *v, struct config *c, char *err, size_t err
     case VAR_ADDRLIST:
         if (s != NULL && !addr_list_ok(s)) {
             snprintf(err, errlen,
-                     "%s: must be a comma-separated list of IP addresses, got \"%.60s\"", v->name,
-                     s);
+                     "%s: must be a comma-separated list of IP addresses or networks (10.0.0.0/8), "
+                     "got \"%.60s\"",
+                     v->name, s);
             return -1;
         }
         *(const char **)field = s;

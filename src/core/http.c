@@ -5,6 +5,7 @@
 #include "core/jsonerr.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/netaddr.h"
 #include "core/router.h"
 
 #include <arpa/inet.h>
@@ -50,7 +51,7 @@ struct http_server {
     unsigned idle_timeout;
     int port;
     int ntrusted;
-    struct in6_addr trusted[MAX_TRUSTED]; /* IPv4 as v4-mapped */
+    struct netaddr_net trusted[MAX_TRUSTED]; /* addresses and networks */
 };
 
 struct http_req {
@@ -393,29 +394,10 @@ static bool request_id_ok(const char *s)
     return n > 0;
 }
 
-/* Parses an IPv4 or IPv6 literal into a (v4-mapped) IPv6 address. */
-static int parse_ip(const char *text, size_t n, struct in6_addr *out)
-{
-    char buf[INET6_ADDRSTRLEN];
-    if (n == 0 || n >= sizeof(buf))
-        return -1;
-    memcpy(buf, text, n);
-    buf[n] = '\0';
-    struct in_addr v4;
-    if (inet_pton(AF_INET, buf, &v4) == 1) {
-        memset(out, 0, sizeof(*out));
-        out->s6_addr[10] = 0xff;
-        out->s6_addr[11] = 0xff;
-        memcpy(&out->s6_addr[12], &v4, 4);
-        return 0;
-    }
-    return inet_pton(AF_INET6, buf, out) == 1 ? 0 : -1;
-}
-
 static bool is_trusted(const struct http_server *srv, const struct in6_addr *a)
 {
     for (int i = 0; i < srv->ntrusted; i++) {
-        if (memcmp(&srv->trusted[i], a, sizeof(*a)) == 0)
+        if (netaddr_in(&srv->trusted[i], a))
             return true;
     }
     return false;
@@ -448,7 +430,7 @@ static bool forwarded_for(struct http_req *req, struct in6_addr *client)
         while (b > a && xff[b - 1] == ' ')
             b--;
         struct in6_addr ip;
-        if (parse_ip(xff + a, b - a, &ip) != 0)
+        if (netaddr_parse_ip(xff + a, b - a, &ip) != 0)
             break; /* garbage: trust nothing further left */
         *client = ip;
         found = true;
@@ -484,21 +466,19 @@ static void set_client_ip(struct http_req *req)
     format_ip(&client, req->client_ip, sizeof(req->client_ip));
 }
 
+static int add_trusted(const struct netaddr_net *net, void *ctx)
+{
+    struct http_server *srv = ctx;
+    if (srv->ntrusted == MAX_TRUSTED)
+        return -1;
+    srv->trusted[srv->ntrusted++] = *net;
+    return 0;
+}
+
 /* Fills srv->trusted from a comma-separated list; -1 on a bad entry. */
 static int parse_trusted(struct http_server *srv, const char *list)
 {
-    while (list != NULL && *list != '\0') {
-        while (*list == ' ' || *list == ',')
-            list++;
-        size_t n = strcspn(list, ", ");
-        if (n == 0)
-            break;
-        if (srv->ntrusted == MAX_TRUSTED || parse_ip(list, n, &srv->trusted[srv->ntrusted]) != 0)
-            return -1;
-        srv->ntrusted++;
-        list += n;
-    }
-    return 0;
+    return netaddr_each(list, add_trusted, srv);
 }
 
 static struct http_req *req_new(struct http_server *srv, struct MHD_Connection *conn,

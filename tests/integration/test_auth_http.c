@@ -632,7 +632,8 @@ static void login_from(struct server *s, const char *xff, const char *email, lon
 static void forwarded_for_from_trusted_proxy(void **state)
 {
     (void)state;
-    const char *env[] = {"TRUSTED_PROXIES=10.9.9.9, 127.0.0.1", "LOGIN_MAX_FAILURES=3", NULL};
+    /* networks, as a Kubernetes pod network is given */
+    const char *env[] = {"TRUSTED_PROXIES=10.9.0.0/16, 127.0.0.0/8", "LOGIN_MAX_FAILURES=3", NULL};
     struct server s;
     server_init(&s, env);
     server_start(&s, "auth");
@@ -641,6 +642,7 @@ static void forwarded_for_from_trusted_proxy(void **state)
     login_from(&s, "198.51.100.1, 203.0.113.5", "g3@example.com", 401); /* left is forgeable */
     login_from(&s, "203.0.113.5", "g4@example.com", 429);
     login_from(&s, "203.0.113.5, 10.9.9.9", "g5@example.com", 429); /* through two proxies */
+    login_from(&s, "203.0.113.5, 10.8.9.9", "g8@example.com", 401); /* 10.8/16 is not trusted */
     login_from(&s, "203.0.113.77", "g6@example.com", 401);          /* someone else */
     login_from(&s, "not-an-ip", "g7@example.com", 401);             /* falls back to the peer */
     assert_int_equal(server_stop(&s, SIGTERM), 0);
