@@ -5,7 +5,14 @@ const SERVICES = ["auth", "gateway", "converter", "notifier"];
 const DEFAULT_GRACE = 25; // SHUTDOWN_GRACE_SECONDS' default (src/core/config.c)
 const MARGIN = 5; // seconds the orchestrator's grace must exceed the drain by
 
-const WORKLOADS = ["Deployment", "StatefulSet", "DaemonSet", "Job"];
+const SERVING = ["Deployment", "StatefulSet", "DaemonSet"]; // run until stopped
+const WORKLOADS = [...SERVING, "Job", "CronJob"];
+const TASKS = ["gc", "migrate"]; // vid2mp3 commands a Job may run
+
+// The pod template of a workload (a CronJob's is one level deeper).
+function podTemplate(w) {
+  return w.kind === "CronJob" ? w.spec?.jobTemplate?.spec?.template : w.spec?.template;
+}
 
 function name(o) {
   return `${o.kind}/${o.metadata?.name}`;
@@ -83,14 +90,15 @@ export function k8sRules(objects, { version, secretExample }) {
   const ourServices = new Set();
 
   for (const w of workloads) {
-    const pod = w.spec?.template?.spec ?? {};
+    const pod = podTemplate(w)?.spec ?? {};
+    const serving = SERVING.includes(w.kind);
     const podNonRoot = pod.securityContext?.runAsNonRoot === true;
     for (const c of [...(pod.initContainers ?? []), ...(pod.containers ?? [])]) {
       const at = `${name(w)} container ${c.name}`;
       const img = imageProblem(c.image);
       if (img) p.push(`${at}: ${img}`);
-      if (!c.readinessProbe) p.push(`${at}: no readinessProbe`);
-      if (!c.livenessProbe) p.push(`${at}: no livenessProbe`);
+      if (serving && !c.readinessProbe) p.push(`${at}: no readinessProbe`);
+      if (serving && !c.livenessProbe) p.push(`${at}: no livenessProbe`);
       for (const k of ["cpu", "memory"])
         if (!c.resources?.requests?.[k]) p.push(`${at}: no resources.requests.${k}`);
       if (!c.resources?.limits?.memory) p.push(`${at}: no resources.limits.memory`);
@@ -111,14 +119,16 @@ export function k8sRules(objects, { version, secretExample }) {
       // vid2mp3's own containers
       ourImages.add(c.image);
       const svc = (c.args ?? c.command ?? [])[0];
-      if (!SERVICES.includes(svc)) p.push(`${at}: args[0] must be one of ${SERVICES.join(", ")}, got ${svc}`);
-      else ourServices.add(svc);
+      const allowed = serving ? SERVICES : TASKS;
+      if (!allowed.includes(svc)) p.push(`${at}: args[0] must be one of ${allowed.join(", ")}, got ${svc}`);
+      else if (serving) ourServices.add(svc);
       if (splitImage(c.image).tag !== version)
         p.push(`${at}: image ${c.image} is not tagged with the project version ${version}`);
       if (c.securityContext?.readOnlyRootFilesystem !== true) p.push(`${at}: readOnlyRootFilesystem is not true`);
       const mounts = new Map((c.volumeMounts ?? []).map((m) => [m.mountPath, m.name]));
       const vol = (pod.volumes ?? []).find((v) => v.name === mounts.get("/tmp"));
       if (!vol?.emptyDir) p.push(`${at}: no emptyDir mounted at /tmp (the root filesystem is read-only)`);
+      if (!serving) continue;
       const drain = drainSeconds(c, configMaps);
       const grace = pod.terminationGracePeriodSeconds ?? 30;
       if (grace < drain + MARGIN)
@@ -172,7 +182,7 @@ export function k8sRules(objects, { version, secretExample }) {
 
   // Services select pods and name their ports.
   for (const s of byKind("Service")) {
-    const w = workloads.find((x) => labelsMatch(s.spec?.selector, x.spec?.template?.metadata?.labels));
+    const w = workloads.find((x) => SERVING.includes(x.kind) && labelsMatch(s.spec?.selector, x.spec?.template?.metadata?.labels));
     if (!w) {
       p.push(`${name(s)}: selects no workload`);
       continue;

@@ -161,6 +161,8 @@ fresh; edit deploy/k8s/overlays/prod/kustomization.yaml 's/      - SMTP_URL=smtp
 reject "a notifier with nowhere to send emails" "no SMTP_URL" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/base/kustomization.yaml 's/      - TRUSTED_PROXIES=.*\n//'
 reject "an auth service that throttles all forwarded logins as one" "Deployment/auth container auth: no TRUSTED_PROXIES" check_k8s "$tmp/t" dev
+fresh; edit deploy/k8s/base/gc-cronjob.yaml 's/args: \["gc"\]/args: ["all"]/'
+reject "a CronJob running a service" "CronJob/gc container gc: args[0] must be one of gc, migrate, got all" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/overlays/prod/ingress-tls.yaml 's/name: gateway\n                port:/name: gateway-svc\n                port:/'
 reject "an Ingress to a missing Service" "backend Service gateway-svc is not in the render" check_k8s "$tmp/t" prod
 
