@@ -59,6 +59,8 @@ mongoc_client_pool_t *mongo_pool_new(const char *uri_text, char *err, size_t err
      * hold a pooled client that long, and every caller queues behind it */
     if (!mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS))
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, MONGO_SOCKET_TIMEOUT_MS);
+    /* Atlas and operator connection strings often name the app already */
+    bool named = mongoc_uri_has_option(uri, MONGOC_URI_APPNAME);
     mongoc_client_pool_t *pool = mongoc_client_pool_new(uri);
     mongoc_uri_destroy(uri);
     if (pool == NULL) {
@@ -66,7 +68,8 @@ mongoc_client_pool_t *mongo_pool_new(const char *uri_text, char *err, size_t err
         return NULL;
     }
     mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
-    mongoc_client_pool_set_appname(pool, "vid2mp3");
+    if (!named)
+        mongoc_client_pool_set_appname(pool, "vid2mp3");
     return pool;
 }
 

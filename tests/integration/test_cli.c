@@ -165,6 +165,21 @@ static void gc_command(void **state)
     expect(&s, 2, NULL, "gc", "--older-than", "soon", NULL, "--older-than takes a number");
     expect(&s, 2, NULL, "gc", "now", NULL, NULL, "usage: vid2mp3 gc");
     server_cleanup(&s);
+
+    /* against GridFS, with a connection string that names its app (as
+     * Atlas's do): used as given, no driver error in the log */
+    char uri[600];
+    const char *base = th_need_env("VID2MP3_TEST_MONGODB_URI");
+    snprintf(uri, sizeof(uri), "MONGODB_URI=%s%sappName=Cluster0", base,
+             strchr(base, '?') != NULL ? "&" : "/?");
+    const char *env[] = {uri, NULL};
+    server_init(&s, env);
+    assert_int_equal(server_cli(&s, NULL, "gc", NULL, NULL, NULL), 0);
+    char *out = take_log(&s);
+    if (strstr(out, "gc (gridfs): removed") == NULL || strstr(out, "appname") != NULL)
+        fail_msg("gc with appName in MONGODB_URI: %s", out);
+    free(out);
+    server_cleanup(&s);
 }
 
 static void bad_data_dir(void **state)
