@@ -35,11 +35,13 @@ test=(
   mariadb-server mariadb-client rabbitmq-server python3-aiosmtpd openssl
   wrk bc time
   shellcheck   # lints the shell in the scripts and the Dockerfile's RUN lines
+  debootstrap  # a clean bookworm to prove the image's runtime packages suffice
 )
 # Running a built binary: the packages of the shared libraries vid2mp3 links
 # (readelf -d: NEEDED; libc6 is in every Debian) and the CA certificates its
 # TLS connections verify against. The image's last stage installs exactly
-# these; deploy/validate/check-packages.sh proves the list matches the binary.
+# these; deploy/validate/packages.sh proves the list matches the binary, and
+# deploy/validate/rootfs-smoke.sh runs the binary on a bookworm with only them.
 runtime=(
   libmicrohttpd12 libjansson4 libjwt0 libsodium23 libmariadb3 libsqlite3-0
   libmongoc-1.0-0 libbson-1.0-0 librabbitmq4 libavformat59 libavcodec59

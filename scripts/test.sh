@@ -44,6 +44,8 @@ git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
 run_suite normal build
 echo "=== deployment files (deploy/: offline validators and their negative tests)"
 deploy/validate/run.sh build/vid2mp3
+echo "=== container image: the runtime stage's packages run vid2mp3 (debootstrap, no Docker)"
+deploy/validate/rootfs-smoke.sh build/vid2mp3
 run_suite sanitizer build-asan -DVID2MP3_SANITIZE=ON
 FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
 echo "=== all suites passed (normal and sanitizer builds, fuzzers)"

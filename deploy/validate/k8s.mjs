@@ -1,15 +1,18 @@
 // Validates rendered Kubernetes manifests (`kubectl kustomize` output):
-//   node k8s.mjs --version 0.1.0 --secret-example ../k8s/secret.example.yaml RENDERED.yaml
+//   node k8s.mjs --version 0.1.0 --secret-example ../k8s/secret.example.yaml \
+//       --binary build/vid2mp3 RENDERED.yaml
 // 1. schema: every object against kubernetes-models (KEDA objects against
 //    @kubernetes-models/keda); an unknown apiVersion/kind is an error.
 // 2. strict: no field the schema does not define (a typo such as
 //    `livenesProbe` passes the schema, which allows unknown fields).
-// 3. project rules (rules.mjs).
+// 3. project rules (rules.mjs), among them each service's environment as
+//    it resolves (ConfigMaps, literals, Secrets) run through
+//    `vid2mp3 config`, which must accept it.
 // Prints one line per problem and exits 1 when there is any.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { parseAllDocuments } from "yaml";
-import { k8sRules } from "./rules.mjs";
+import { k8sRules, makeConfigFor } from "./rules.mjs";
 
 const require = createRequire(import.meta.url);
 
@@ -120,10 +123,11 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     if (argv[i] === "--version") a.version = argv[++i];
     else if (argv[i] === "--secret-example") a.secretExample = argv[++i];
+    else if (argv[i] === "--binary") a.binary = argv[++i];
     else a.files.push(argv[i]);
   }
-  if (!a.version || !a.secretExample || a.files.length === 0) {
-    console.error("usage: node k8s.mjs --version X --secret-example FILE RENDERED.yaml...");
+  if (!a.version || !a.secretExample || !a.binary || a.files.length === 0) {
+    console.error("usage: node k8s.mjs --version X --secret-example FILE --binary VID2MP3 RENDERED.yaml...");
     process.exit(2);
   }
   return a;
@@ -155,7 +159,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     }
     const problems = [
       ...validateObjects(objects),
-      ...k8sRules(objects, { version: args.version, secretExample }),
+      ...k8sRules(objects, { version: args.version, secretExample, configFor: makeConfigFor(args.binary) }),
     ];
     for (const p of problems) console.log(`${file}: ${p}`);
     if (problems.length) failed = true;

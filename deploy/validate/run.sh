@@ -42,11 +42,11 @@ check_render() { # root overlay
 }
 check_k8s() { # root overlay
   check_render "$1" "$2" || return 1
-  node "$here/k8s.mjs" --version "$version" \
+  node "$here/k8s.mjs" --version "$version" --binary "$bin" \
     --secret-example "$1/deploy/k8s/secret.example.yaml" "$tmp/$2.yaml"
 }
 check_dclint() { "$bins/dclint" "$1/deploy/compose.yaml" --max-warnings 0 --color=false; }
-check_compose_rules() { node "$here/compose.mjs" --version "$version" "$1/deploy/compose.yaml"; }
+check_compose_rules() { node "$here/compose.mjs" --version "$version" --binary "$bin" "$1/deploy/compose.yaml"; }
 check_dockerfile_utils() {
   local out
   out=$("$bins/dockerfile-utils" lint "$1/deploy/Dockerfile" 2>&1) || { echo "$out"; return 1; }
@@ -163,8 +163,33 @@ fresh; edit deploy/k8s/base/kustomization.yaml 's/      - TRUSTED_PROXIES=.*\n//
 reject "an auth service that throttles all forwarded logins as one" "Deployment/auth container auth: no TRUSTED_PROXIES" check_k8s "$tmp/t" dev
 fresh; edit deploy/k8s/base/gc-cronjob.yaml 's/args: \["gc"\]/args: ["all"]/'
 reject "a CronJob running a service" "CronJob/gc container gc: args[0] must be one of gc, migrate, got all" check_k8s "$tmp/t" prod
-fresh; edit deploy/k8s/overlays/prod/ingress-tls.yaml 's/name: gateway\n                port:/name: gateway-svc\n                port:/'
+fresh; edit deploy/k8s/base/ingress.yaml 's/name: gateway\n                port:/name: gateway-svc\n                port:/'
 reject "an Ingress to a missing Service" "backend Service gateway-svc is not in the render" check_k8s "$tmp/t" prod
+
+fresh; edit deploy/k8s/base/auth.yaml 's/- name: JWT_SECRET/- name: JWT_SECRETS/'
+reject "a misnamed variable auth needs" "Deployment/auth container auth: no JWT_SECRET" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/notifier.yaml 's/- name: MONGODB_URI/- name: MONGODB_URL/'
+reject "a service left on embedded storage in its emptyDir" "Deployment/notifier container notifier: no MONGODB_URI" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/overlays/prod/kustomization.yaml 's/- SMTP_TLS=required/- SMTP_TLS=sometimes/'
+reject "a value vid2mp3 refuses (vid2mp3 config)" "vid2mp3 config refuses the environment: vid2mp3: SMTP_TLS: must be auto, required or optional" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/kustomization.yaml 's/- AUTH_SVC_ADDRESS=auth:5000/- AUTH_SVC_ADDRESS=auth:5000\n      - GATEWAY_PORT=9090/'
+reject "a port the container does not declare" "Deployment/gateway container gateway: the service listens on 9090, but the container declares 8080" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/ingress.yaml 's/path: \/jobs\n            pathType: Prefix/path: \/\n            pathType: Prefix/'
+reject "an Ingress that publishes /metrics" "path / (Prefix) publishes /metrics" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/ingress.yaml 's/    nginx.ingress.kubernetes.io\/proxy-body-size: 2049m\n//'
+reject "an Ingress with nginx's 1 MiB body limit" "proxy-body-size unset (nginx: 1m) is below MAX_UPLOAD_BYTES" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/auth.yaml 's/        seccompProfile:\n          type: RuntimeDefault\n//'
+reject "a pod without a seccomp profile" "Deployment/auth: seccompProfile is not RuntimeDefault" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/converter.yaml 's/^spec:\n/spec:\n  replicas: 2\n/m'
+reject "replicas on an autoscaled Deployment" "Deployment/converter: sets replicas though an autoscaler owns the count" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/pdb.yaml 's/maxUnavailable: 1/maxUnavailable: 0/'
+reject "a PodDisruptionBudget that blocks drains" "PodDisruptionBudget/auth: lets no pod of Deployment/auth go" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/overlays/prod/converter-keda.yaml 's/queueName: video/queueName: videos/'
+reject "KEDA watching another queue" "trigger queueName videos is not the converter's VIDEO_QUEUE video" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/overlays/prod/converter-keda.yaml 's/name: rabbitmq-management\n---/name: rabbitmq-mgmt\n---/'
+reject "KEDA without its TriggerAuthentication" "authenticationRef rabbitmq-mgmt is not in the render" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/converter.yaml 's/sizeLimit: 640Mi/sizeLimit: 256Mi/'
+reject "a converter /tmp smaller than its largest MP3" "/tmp holds 256Mi, below CONVERT_MAX_MP3_BYTES 536870912" check_k8s "$tmp/t" prod
 
 fresh; edit deploy/compose.yaml 's/restart: unless-stopped/restrat: unless-stopped/'
 reject "compose: a key the compose schema does not know (dclint)" "must NOT have additional properties" check_dclint
@@ -176,6 +201,12 @@ fresh; edit deploy/compose.yaml 's/condition: service_healthy/condition: service
 reject "compose: a dependency not waited for" "without condition: service_healthy" check_compose_rules
 fresh; edit deploy/compose.yaml 's/      - mysql-data:\/var\/lib\/mysql\n//'
 reject "compose: a database without a volume" "service mysql: keeps its data in no named volume" check_compose_rules
+fresh; edit deploy/compose.yaml 's/"probe", "converter"/"probe", "gateway"/'
+reject "compose: a health check asking another service" "service converter: the healthcheck does not run vid2mp3 probe converter" check_compose_rules
+fresh; edit deploy/compose.yaml 's/SMTP_TLS: optional/SMTP_TLS: sometimes/'
+reject "compose: a value vid2mp3 refuses (vid2mp3 config)" "service notifier: vid2mp3 config refuses the environment" check_compose_rules
+fresh; edit deploy/compose.yaml 's/      TRUSTED_PROXIES: .*\n//'
+reject "compose: auth without TRUSTED_PROXIES" "service auth: no TRUSTED_PROXIES" check_compose_rules
 
 fresh; edit deploy/Dockerfile 's/^COPY --from=build/COPPY --from=build/m'
 reject "Dockerfile: an unknown instruction (dockerfile-utils)" "COPPY" check_dockerfile_utils
