@@ -28,6 +28,7 @@ trap cleanup EXIT
 if [ -z "${VID2MP3_TEST_AMQP_URL:-}" ]; then
   scripts/test-services.sh start "$dir/services" >/dev/null 2>&1
   started=1
+  # shellcheck disable=SC1091 # written by test-services.sh
   . "$dir/services/env"
 fi
 export LOG_LEVEL=warn

@@ -44,7 +44,9 @@ wait_for() { # seconds, description, command...
   return 1
 }
 
-as_root_flag() { [ "$(id -u)" -eq 0 ] && echo "--user=root" || true; }
+# mariadbd refuses to run as root unless told to
+root_flag=()
+if [ "$(id -u)" -eq 0 ]; then root_flag=(--user=root); fi
 
 # ---------- MariaDB ----------
 mdb=$state/mariadb
@@ -57,7 +59,7 @@ mariadb_run() {
   # shellcheck disable=SC1091
   . "$mdb/vars"
   if mariadb_ping; then return 0; fi # already running
-  setsid /usr/sbin/mariadbd --no-defaults $(as_root_flag) \
+  setsid /usr/sbin/mariadbd --no-defaults "${root_flag[@]}" \
     --datadir="$mdb/data" --socket="$mdb/sock" --port="$MDB_PORT" \
     --bind-address=127.0.0.1 --pid-file="$mdb/pid" --log-error="$mdb/error.log" \
     --skip-name-resolve --innodb-buffer-pool-size=64M --innodb-log-file-size=16M \
@@ -73,7 +75,7 @@ mariadb_start() {
   port=$(free_port)
   password=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
   printf 'MDB_PORT=%s\nMDB_PASSWORD=%s\n' "$port" "$password" >"$mdb/vars"
-  /usr/bin/mariadb-install-db --no-defaults $(as_root_flag) --datadir="$mdb/data" \
+  /usr/bin/mariadb-install-db --no-defaults "${root_flag[@]}" --datadir="$mdb/data" \
     --auth-root-authentication-method=normal --skip-test-db >"$mdb/install.log" 2>&1 \
     || { cat "$mdb/install.log" >&2; return 1; }
   mariadb_run
@@ -98,6 +100,7 @@ mariadb_stop() {
   local pids
   pids=$(pgrep -f -- "--datadir=$mdb/data" || true)
   if [ -n "$pids" ]; then
+    # shellcheck disable=SC2086 # one PID per word
     kill $pids 2>/dev/null || true
     for _ in $(seq 1 300); do pgrep -f -- "--datadir=$mdb/data" >/dev/null || break; sleep 0.1; done
     pkill -9 -f -- "--datadir=$mdb/data" 2>/dev/null || true

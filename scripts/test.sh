@@ -40,6 +40,8 @@ export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
 
 echo "=== format check (clang-format, .clang-format)"
 git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
+echo "=== shellcheck (every shell script)"
+git ls-files '*.sh' .ci/run | xargs shellcheck
 
 run_suite normal build
 echo "=== deployment files (deploy/: offline validators and their negative tests)"
