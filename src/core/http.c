@@ -341,6 +341,12 @@ static const struct http_route builtin_routes[] = {
 };
 #define NBUILTIN (sizeof(builtin_routes) / sizeof(builtin_routes[0]))
 
+const struct http_route *http_builtin_routes(size_t *n)
+{
+    *n = NBUILTIN;
+    return builtin_routes;
+}
+
 /* ---------- metrics ---------- */
 
 static void write_metrics(FILE *out, void *ctx)

@@ -70,6 +70,10 @@ struct http_route {
     const struct http_stream_ops *stream; /* NULL: the body is buffered */
 };
 
+/* The routes every server answers besides its own (/healthz, /readyz,
+ * /metrics); *n is set to their number. Static. */
+const struct http_route *http_builtin_routes(size_t *n);
+
 struct http_server_opts {
     const char *svc;          /* service name for logs and metrics, a literal */
     const char *bind_address; /* IPv4 or IPv6 literal */

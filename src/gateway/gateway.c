@@ -3,6 +3,7 @@
 #include "gateway/gw.h"
 
 #include "core/bearer.h"
+#include "core/embedded.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/utf8.h"
@@ -240,8 +241,20 @@ void gateway_free(struct gateway *gw)
     free(gw);
 }
 
-struct http_server *gateway_serve(struct gateway *gw, const struct config *cfg, int port, char *err,
-                                  size_t errlen)
+/* GET /openapi.json: the API's description, built into the binary. */
+static void handle_openapi(struct http_req *req, void *ctx)
+{
+    (void)ctx;
+    const struct embedded_file *f = embedded_find("docs/openapi.json");
+    if (f == NULL) {
+        http_reply_error(req, 500, "internal_error", "the API description is not built in");
+        return;
+    }
+    http_reply_header(req, "Cache-Control", "no-cache");
+    http_reply_text(req, 200, "application/json", (const char *)f->data, f->len);
+}
+
+size_t gateway_routes(const struct config *cfg, struct http_route *out, size_t max)
 {
     const struct http_route routes[] = {
         {"POST", "/login", handle_login, LOGIN_BODY_MAX, NULL},
@@ -251,13 +264,25 @@ struct http_server *gateway_serve(struct gateway *gw, const struct config *cfg, 
         {"GET", "/jobs", gw_handle_jobs, 0, NULL},
         {"GET", "/jobs/:id", gw_handle_job, 0, NULL},
         {"GET", "/check-mongo", handle_check, 0, NULL},
+        {"GET", "/openapi.json", handle_openapi, 0, NULL},
     };
+    size_t n = sizeof(routes) / sizeof(routes[0]);
+    for (size_t i = 0; i < n && i < max; i++)
+        out[i] = routes[i];
+    return n;
+}
+
+struct http_server *gateway_serve(struct gateway *gw, const struct config *cfg, int port, char *err,
+                                  size_t errlen)
+{
+    struct http_route routes[GATEWAY_ROUTES_MAX];
+    size_t nroutes = gateway_routes(cfg, routes, GATEWAY_ROUTES_MAX);
     struct http_server_opts opts = {
         .svc = "gateway",
         .bind_address = cfg->bind_address,
         .port = port >= 0 ? port : (int)cfg->gateway_port,
         .routes = routes,
-        .nroutes = sizeof(routes) / sizeof(routes[0]),
+        .nroutes = nroutes,
         .trusted_proxies = cfg->trusted_proxies,
         .ctx = gw,
         .ready = gateway_ready,

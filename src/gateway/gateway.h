@@ -38,6 +38,11 @@ void gateway_free(struct gateway *gw);
 
 /* Starts the gateway's HTTP service on BIND_ADDRESS and GATEWAY_PORT (or
  * port when port >= 0). Returns the server or NULL with err. */
+/* The gateway's routes for cfg, written to out (at most max); returns how
+ * many there are (more than max: some were left out). */
+#define GATEWAY_ROUTES_MAX 16
+size_t gateway_routes(const struct config *cfg, struct http_route *out, size_t max);
+
 struct http_server *gateway_serve(struct gateway *gw, const struct config *cfg, int port, char *err,
                                   size_t errlen);
 

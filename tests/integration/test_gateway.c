@@ -1149,6 +1149,23 @@ static void download_isolation(void **state)
 
 /* ---------- dependencies ---------- */
 
+/* GET /openapi.json: the built-in API description, no token needed. */
+static void openapi_document(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    get("/openapi.json", NULL, &r);
+    assert_int_equal(r.status, 200);
+    char buf[128];
+    assert_string_equal(th_header(&r, "Content-Type", buf, sizeof(buf)), "application/json");
+    assert_string_equal(th_header(&r, "Cache-Control", buf, sizeof(buf)), "no-cache");
+    json_t *j = th_json(&r);
+    assert_string_equal(json_string_value(json_object_get(j, "openapi")), "3.1.0");
+    assert_non_null(json_object_get(json_object_get(j, "paths"), "/upload"));
+    json_decref(j);
+    th_resp_free(&r);
+}
+
 static void check_storage(void **state)
 {
     (void)state;
@@ -1309,6 +1326,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(download_ranges),
         cmocka_unit_test(download_isolation),
         cmocka_unit_test(check_storage),
+        cmocka_unit_test(openapi_document),
         cmocka_unit_test(auth_service_down),
         /* distributed only: the servers of scripts/test-services.sh stop */
         cmocka_unit_test(broker_down_mid_upload),
