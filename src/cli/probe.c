@@ -28,9 +28,9 @@ static long service_port(const struct config *cfg, const char *service)
     if (strcmp(service, "gateway") == 0)
         return cfg->gateway_port;
     if (strcmp(service, "converter") == 0)
-        return cfg->metrics_port > 0 ? cfg->metrics_port : 9102;
+        return cfg->metrics_port > 0 ? cfg->metrics_port : CONVERTER_METRICS_PORT;
     if (strcmp(service, "notifier") == 0)
-        return cfg->metrics_port > 0 ? cfg->metrics_port : 9103;
+        return cfg->metrics_port > 0 ? cfg->metrics_port : NOTIFIER_METRICS_PORT;
     return -1;
 }
 
@@ -103,7 +103,8 @@ int cli_probe_main(int argc, char **argv)
         }
     }
     static const char *const any[] = {"auth", "gateway", "converter", "notifier"};
-    if (service != NULL && service_port(&(struct config){0}, service) < 0) {
+    static const struct config no_settings; /* only to ask whether the name is known */
+    if (service != NULL && service_port(&no_settings, service) < 0) {
         fprintf(stderr, "vid2mp3 probe: unknown service '%s'\n", service);
         return EXIT_USAGE;
     }

@@ -10,8 +10,6 @@
 
 #include <stdio.h>
 
-#define METRICS_PORT_DEFAULT 9102
-
 int converter_main(int argc, char **argv)
 {
     (void)argc;
@@ -36,7 +34,7 @@ int converter_main(int argc, char **argv)
     struct http_server_opts opts = {
         .svc = "converter",
         .bind_address = cfg.bind_address,
-        .port = cfg.metrics_port > 0 ? (int)cfg.metrics_port : METRICS_PORT_DEFAULT,
+        .port = cfg.metrics_port > 0 ? (int)cfg.metrics_port : CONVERTER_METRICS_PORT,
         .ctx = conv,
         .ready = converter_ready,
         .idle_timeout = (int)cfg.http_idle_timeout,

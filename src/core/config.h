@@ -15,6 +15,11 @@
 #include <stddef.h>
 #include <stdio.h>
 
+/* Where the converter and the notifier serve /healthz, /readyz and /metrics
+ * when METRICS_PORT is 0 (unset). */
+#define CONVERTER_METRICS_PORT 9102
+#define NOTIFIER_METRICS_PORT 9103
+
 struct config {
     /* service */
     const char *bind_address;
@@ -25,7 +30,7 @@ struct config {
     long max_upload_bytes;        /* largest video the gateway takes */
     bool upload_admin_only;       /* only administrators may upload (as specified) */
     long http_idle_timeout;       /* seconds without a byte before a connection is dropped */
-    long metrics_port;            /* converter/notifier /metrics port; 0: 9102 / 9103 */
+    long metrics_port;            /* converter/notifier /metrics port; 0: the defaults below */
 
     /* converter */
     long converter_workers;     /* conversions at once; 0: one per core */

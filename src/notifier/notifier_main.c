@@ -8,8 +8,6 @@
 
 #include <stdio.h>
 
-#define METRICS_PORT_DEFAULT 9103
-
 int notifier_main(int argc, char **argv)
 {
     (void)argc;
@@ -49,7 +47,7 @@ int notifier_main(int argc, char **argv)
     struct http_server_opts opts = {
         .svc = "notifier",
         .bind_address = cfg.bind_address,
-        .port = cfg.metrics_port > 0 ? (int)cfg.metrics_port : METRICS_PORT_DEFAULT,
+        .port = cfg.metrics_port > 0 ? (int)cfg.metrics_port : NOTIFIER_METRICS_PORT,
         .ctx = n,
         .ready = notifier_ready,
         .idle_timeout = (int)cfg.http_idle_timeout,
