@@ -13,7 +13,9 @@ needed=$(readelf -d "$bin" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p')
 [ -n "$needed" ] || { echo "packages: $bin names no shared library" >&2; exit 1; }
 want=(ca-certificates)
 for soname in $needed; do
-  path=$(ldconfig -p | awk -v s="$soname" '$1 == s && /x86-64|x86_64|AArch64/ { print $NF; exit }')
+  # awk reads to the end: leaving early would kill ldconfig with SIGPIPE,
+  # which pipefail turns into a silent exit of this script
+  path=$(ldconfig -p | awk -v s="$soname" '!p && $1 == s && /x86-64|x86_64|AArch64/ { p = $NF } END { print p }')
   [ -n "$path" ] || { echo "packages: no $soname on this machine" >&2; exit 1; }
   real=$(readlink -f "$path")
   # with merged /usr, dpkg may know the file under /lib rather than /usr/lib
