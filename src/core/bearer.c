@@ -13,6 +13,23 @@ const char *bearer_token(struct http_req *req)
     return tok;
 }
 
+const char *bearer_token_or_query(struct http_req *req)
+{
+    const char *q = http_req_query(req, "access_token");
+    if (q == NULL)
+        return bearer_token(req);
+    if (http_req_header(req, "Authorization") != NULL) {
+        http_reply_error(req, 400, "invalid_request",
+                         "send the token in the Authorization header or in access_token, not both");
+        return NULL;
+    }
+    if (q[0] == '\0') {
+        bearer_reply_invalid(req, TOKEN_EMALFORMED);
+        return NULL;
+    }
+    return q;
+}
+
 void bearer_reply_invalid(struct http_req *req, int rc)
 {
     http_reply_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
@@ -20,9 +37,9 @@ void bearer_reply_invalid(struct http_req *req, int rc)
                      token_strerror(rc));
 }
 
-int bearer_verify(struct http_req *req, const struct token_keys *k, struct token_claims *out)
+int bearer_check(struct http_req *req, const struct token_keys *k, const char *tok,
+                 struct token_claims *out)
 {
-    const char *tok = bearer_token(req);
     if (tok == NULL)
         return -1;
     int rc = token_verify(k, tok, time(NULL), out);
@@ -31,4 +48,9 @@ int bearer_verify(struct http_req *req, const struct token_keys *k, struct token
         return -1;
     }
     return 0;
+}
+
+int bearer_verify(struct http_req *req, const struct token_keys *k, struct token_claims *out)
+{
+    return bearer_check(req, k, bearer_token(req), out);
 }

@@ -12,6 +12,7 @@ struct embedded_file {
     const char *name;          /* path in the repository, e.g. "docs/openapi.json" */
     const unsigned char *data; /* len bytes, then a NUL */
     size_t len;
+    const char *sha256; /* of the data, 64 hex digits (an ETag) */
 };
 
 /* The file of that name, or NULL. Static: valid for the program's life. */

@@ -48,6 +48,7 @@ struct http_server {
     void *ctx;
     http_ready_fn ready;
     atomic_int in_flight;
+    atomic_bool stopping; /* set by http_server_stop: open-ended streams end */
     unsigned idle_timeout;
     int port;
     int ntrusted;
@@ -226,13 +227,24 @@ struct stream_reply {
     http_read_fn read;
     void *cls;
     void (*done)(void *cls);
+    bool open_ended;             /* HTTP_SIZE_UNKNOWN */
+    const atomic_bool *stopping; /* the server's */
 };
 
 static ssize_t stream_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     struct stream_reply *s = cls;
-    long n = s->read(s->cls, (unsigned long long)pos, buf, max);
-    return n > 0 ? (ssize_t)n : MHD_CONTENT_READER_END_WITH_ERROR;
+    for (;;) {
+        if (s->open_ended && atomic_load(s->stopping))
+            return MHD_CONTENT_READER_END_OF_STREAM;
+        long n = s->read(s->cls, (unsigned long long)pos, buf, max);
+        if (n > 0)
+            return (ssize_t)n;
+        if (!s->open_ended)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (n < 0)
+            return MHD_CONTENT_READER_END_OF_STREAM;
+    }
 }
 
 static void stream_free(void *cls)
@@ -256,8 +268,10 @@ void http_reply_stream(struct http_req *req, unsigned status, const char *conten
     s->read = read;
     s->cls = cls;
     s->done = done;
-    struct MHD_Response *r =
-        MHD_create_response_from_callback(size, 64 * 1024, stream_read, s, stream_free);
+    s->open_ended = size == HTTP_SIZE_UNKNOWN;
+    s->stopping = &req->srv->stopping;
+    struct MHD_Response *r = MHD_create_response_from_callback(
+        s->open_ended ? MHD_SIZE_UNKNOWN : size, 64 * 1024, stream_read, s, stream_free);
     if (r == NULL) {
         stream_free(s);
         return;
@@ -814,6 +828,7 @@ void http_server_stop(struct http_server *srv, int grace_seconds)
 {
     if (srv == NULL)
         return;
+    atomic_store(&srv->stopping, true);
     MHD_socket fd = MHD_quiesce_daemon(srv->daemon);
     struct timespec start, now;
     clock_gettime(CLOCK_MONOTONIC, &start);

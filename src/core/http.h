@@ -160,7 +160,14 @@ void http_reply_text(struct http_req *req, unsigned status, const char *content_
  * the length was promised). done(cls) runs once when the response is
  * released, whether or not it was sent; it also runs when this call fails.
  * Content-Length is size; a HEAD request gets the headers only.
+ *
+ * With size HTTP_SIZE_UNKNOWN the body is open-ended (chunked, for event
+ * streams): read returns how many bytes it wrote, 0 when it has nothing
+ * yet (after waiting up to a second for something: it is called again at
+ * once), or -1 to end the body. Once the server is stopping, the body ends
+ * instead of calling read again.
  */
+#define HTTP_SIZE_UNKNOWN (~0ULL)
 typedef long (*http_read_fn)(void *cls, unsigned long long pos, char *buf, size_t max);
 void http_reply_stream(struct http_req *req, unsigned status, const char *content_type,
                        unsigned long long size, http_read_fn read, void *cls,

@@ -90,7 +90,7 @@ void gw_handle_download(struct http_req *req, void *ctx)
 {
     struct gateway *gw = ctx;
     struct token_claims who;
-    if (gw_caller(gw, req, &who) != 0)
+    if (gw_caller_link(gw, req, &who) != 0)
         return;
     const char *fid = http_req_query(req, "fid");
     if (fid == NULL || fid[0] == '\0') {
@@ -120,8 +120,7 @@ void gw_handle_download(struct http_req *req, void *ctx)
     http_reply_header(req, "ETag", etag);
     http_reply_header(req, "Accept-Ranges", "bytes");
     http_reply_header(req, "Cache-Control", "private, no-cache");
-    const char *inm = http_req_header(req, "If-None-Match");
-    if (inm != NULL && (strstr(inm, etag) != NULL || strcmp(inm, "*") == 0)) {
+    if (gw_etag_matches(http_req_header(req, "If-None-Match"), etag)) {
         http_reply_text(req, 304, "audio/mpeg", "", 0);
         return;
     }

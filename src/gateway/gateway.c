@@ -3,7 +3,6 @@
 #include "gateway/gw.h"
 
 #include "core/bearer.h"
-#include "core/embedded.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/utf8.h"
@@ -19,13 +18,14 @@
  * bitrate/quality fields. The file itself is bounded by MAX_UPLOAD_BYTES. */
 #define FORM_OVERHEAD (64 * 1024)
 
-int gw_caller(struct gateway *gw, struct http_req *req, struct token_claims *who)
+/* The caller whose token is tok (NULL: already replied to). */
+static int caller_of(struct gateway *gw, struct http_req *req, const char *tok,
+                     struct token_claims *who)
 {
-    if (gw->secret != NULL)
-        return bearer_verify(req, &gw->keys, who);
-    const char *tok = bearer_token(req);
     if (tok == NULL)
         return -1;
+    if (gw->secret != NULL)
+        return bearer_check(req, &gw->keys, tok, who);
     int rc = authclient_validate(gw->auth, tok, http_req_id(req), who);
     if (rc == AUTHC_OK)
         return 0;
@@ -38,6 +38,16 @@ int gw_caller(struct gateway *gw, struct http_req *req, struct token_claims *who
                            "the login service is unavailable; try again shortly",
                            RETRY_UNAVAILABLE);
     return -1;
+}
+
+int gw_caller(struct gateway *gw, struct http_req *req, struct token_claims *who)
+{
+    return caller_of(gw, req, bearer_token(req), who);
+}
+
+int gw_caller_link(struct gateway *gw, struct http_req *req, struct token_claims *who)
+{
+    return caller_of(gw, req, bearer_token_or_query(req), who);
 }
 
 void gw_reply_blob_error(struct http_req *req, int rc)
@@ -241,19 +251,6 @@ void gateway_free(struct gateway *gw)
     free(gw);
 }
 
-/* GET /openapi.json: the API's description, built into the binary. */
-static void handle_openapi(struct http_req *req, void *ctx)
-{
-    (void)ctx;
-    const struct embedded_file *f = embedded_find("docs/openapi.json");
-    if (f == NULL) {
-        http_reply_error(req, 500, "internal_error", "the API description is not built in");
-        return;
-    }
-    http_reply_header(req, "Cache-Control", "no-cache");
-    http_reply_text(req, 200, "application/json", (const char *)f->data, f->len);
-}
-
 size_t gateway_routes(const struct config *cfg, struct http_route *out, size_t max)
 {
     const struct http_route routes[] = {
@@ -262,9 +259,13 @@ size_t gateway_routes(const struct config *cfg, struct http_route *out, size_t m
          &gw_upload_stream},
         {"GET", "/download", gw_handle_download, 0, NULL},
         {"GET", "/jobs", gw_handle_jobs, 0, NULL},
+        {"GET", "/jobs/events", gw_handle_events, 0, NULL}, /* before /jobs/:id */
         {"GET", "/jobs/:id", gw_handle_job, 0, NULL},
         {"GET", "/check-mongo", handle_check, 0, NULL},
-        {"GET", "/openapi.json", handle_openapi, 0, NULL},
+        {"GET", "/openapi.json", gw_handle_web, 0, NULL},
+        {"GET", "/", gw_handle_web, 0, NULL},
+        {"GET", "/app.js", gw_handle_web, 0, NULL},
+        {"GET", "/app.css", gw_handle_web, 0, NULL},
     };
     size_t n = sizeof(routes) / sizeof(routes[0]);
     for (size_t i = 0; i < n && i < max; i++)

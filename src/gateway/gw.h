@@ -34,6 +34,7 @@ struct gateway {
     atomic_uint_fast64_t uploads[UPLOAD_OUTCOMES];
     atomic_uint_fast64_t upload_bytes;   /* file bytes stored */
     atomic_uint_fast64_t download_bytes; /* MP3 bytes sent */
+    atomic_int event_streams;            /* GET /jobs/events open now */
 };
 
 /*
@@ -42,6 +43,11 @@ struct gateway {
  * returns -1.
  */
 int gw_caller(struct gateway *gw, struct http_req *req, struct token_claims *who);
+
+/* The same, also taking the token from the access_token query parameter
+ * (bearer_token_or_query): for GET /download, which <audio> and download
+ * links reach without headers. */
+int gw_caller_link(struct gateway *gw, struct http_req *req, struct token_claims *who);
 
 /* Reply for a failed blob or jobs store call (503 when unreachable, else
  * 500). */
@@ -54,6 +60,16 @@ json_t *gw_job_json(const struct job *j);
 /* The streaming POST /upload (upload.c). */
 extern const struct http_stream_ops gw_upload_stream;
 void gw_handle_upload(struct http_req *req, void *ctx);
+
+/* GET /, /app.js, /app.css and /openapi.json: the files built into the
+ * binary (web.c). */
+void gw_handle_web(struct http_req *req, void *ctx);
+
+/* True when If-None-Match (a list of entity tags, or "*") names etag. */
+bool gw_etag_matches(const char *inm, const char *etag);
+
+/* GET /jobs/events: the caller's jobs as Server-Sent Events (events.c). */
+void gw_handle_events(struct http_req *req, void *ctx);
 
 /* GET /download (download.c). */
 void gw_handle_download(struct http_req *req, void *ctx);

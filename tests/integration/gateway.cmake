@@ -3,6 +3,8 @@
 # the auth service).
 add_executable(test_gateway ${CMAKE_CURRENT_LIST_DIR}/test_gateway.c)
 target_link_libraries(test_gateway PRIVATE testharness)
+# web_page compares what is served with the repository's files
+target_compile_definitions(test_gateway PRIVATE VID2MP3_SOURCE_DIR="${CMAKE_SOURCE_DIR}")
 add_test(NAME integration/gateway/embedded COMMAND test_gateway $<TARGET_FILE:vid2mp3> embedded)
 add_test(NAME integration/gateway/distributed
          COMMAND test_gateway $<TARGET_FILE:vid2mp3> distributed)

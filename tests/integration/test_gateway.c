@@ -18,6 +18,7 @@
 #include <mongoc/mongoc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <stdatomic.h>
@@ -188,7 +189,7 @@ static void gw_request(const char *method, const char *path, const char *token,
                        const char *const *more, const char *ctype, const struct body *b,
                        struct th_resp *r)
 {
-    char url[512], authz[TOKEN_MAX_LEN + 32], ct[160];
+    char url[TOKEN_MAX_LEN + 512], authz[TOKEN_MAX_LEN + 32], ct[160];
     snprintf(url, sizeof(url), "%s%s", gw.base, path);
     const char *h[8];
     int n = 0;
@@ -1147,6 +1148,282 @@ static void download_isolation(void **state)
     free(mp3.data);
 }
 
+/* The token as a query parameter: for <audio> and download links, which
+ * cannot send headers. Only on /download. */
+static void download_with_access_token(void **state)
+{
+    (void)state;
+    char path[TOKEN_MAX_LEN + 128];
+    struct th_resp r;
+    snprintf(path, sizeof(path), "/download?fid=%s&access_token=%s", mp3_fid, admin_token);
+    const char *range[] = {"Range: bytes=100-199", NULL};
+    gw_request("GET", path, NULL, range, NULL, NULL, &r);
+    assert_int_equal(r.status, 206);
+    assert_int_equal(r.len, 100);
+    assert_memory_equal(r.body, mp3.data + 100, 100);
+    th_resp_free(&r);
+    /* both ways at once is refused, even with the same token */
+    gw_request("GET", path, admin_token, NULL, NULL, NULL, &r);
+    th_assert_error(&r, 400, "invalid_request");
+    th_resp_free(&r);
+    /* the query token is checked like the header's */
+    snprintf(path, sizeof(path), "/download?fid=%s&access_token=%s", mp3_fid, plain_token);
+    get(path, NULL, &r);
+    th_assert_error(&r, 404, "not_found");
+    th_resp_free(&r);
+    char *forged = th_forge_jwt("none", NULL, "{\"sub\":\"" ADMIN "\",\"admin\":true}");
+    const char *bad[] = {"", "x", "a.b.c", forged};
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof(path), "/download?fid=%s&access_token=%s", mp3_fid, bad[i]);
+        get(path, NULL, &r);
+        if (r.status != 401)
+            fail_msg("access_token '%s': status %ld", bad[i], r.status);
+        th_resp_free(&r);
+    }
+    free(forged);
+    /* nowhere else: the jobs API and uploads want the header */
+    snprintf(path, sizeof(path), "/jobs?access_token=%s", admin_token);
+    get(path, NULL, &r);
+    th_assert_error(&r, 401, "missing_token");
+    th_resp_free(&r);
+    snprintf(path, sizeof(path), "/jobs/events?access_token=%s", admin_token);
+    get(path, NULL, &r);
+    th_assert_error(&r, 401, "missing_token");
+    th_resp_free(&r);
+}
+
+/* ---------- the web page ---------- */
+
+/* The page, its script and style sheet, and the API description: built
+ * in, byte for byte the repository's files, revalidated by ETag, with a
+ * Content-Security-Policy that allows no inline script. */
+static void web_page(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *path, *file, *type;
+    } files[] = {
+        {"/", "web/index.html", "text/html; charset=utf-8"},
+        {"/app.js", "web/app.js", "text/javascript; charset=utf-8"},
+        {"/app.css", "web/app.css", "text/css; charset=utf-8"},
+        {"/openapi.json", "docs/openapi.json", "application/json"},
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        char fpath[600], buf[512], etag[80], inm[120];
+        snprintf(fpath, sizeof(fpath), "%s/%s", VID2MP3_SOURCE_DIR, files[i].file);
+        size_t len = 0;
+        char *want = th_slurp(fpath, &len);
+        assert_non_null(want);
+        struct th_resp r;
+        get(files[i].path, NULL, &r);
+        if (r.status != 200)
+            fail_msg("GET %s: %ld", files[i].path, r.status);
+        assert_int_equal(r.len, len);
+        assert_memory_equal(r.body, want, len);
+        assert_string_equal(th_header(&r, "Content-Type", buf, sizeof(buf)), files[i].type);
+        assert_string_equal(th_header(&r, "Cache-Control", buf, sizeof(buf)), "no-cache");
+        assert_string_equal(th_header(&r, "X-Content-Type-Options", buf, sizeof(buf)), "nosniff");
+        const char *csp = th_header(&r, "Content-Security-Policy", buf, sizeof(buf));
+        assert_non_null(csp);
+        assert_non_null(strstr(csp, "default-src 'none'"));
+        assert_non_null(strstr(csp, "script-src 'self';"));
+        assert_null(strstr(csp, "unsafe"));
+        assert_non_null(th_header(&r, "ETag", etag, sizeof(etag)));
+        th_resp_free(&r);
+        /* revalidation: the same tag gets 304 and no body */
+        snprintf(inm, sizeof(inm), "If-None-Match: %s", etag);
+        const char *more[] = {inm, NULL};
+        gw_request("GET", files[i].path, NULL, more, NULL, NULL, &r);
+        assert_int_equal(r.status, 304);
+        assert_int_equal(r.len, 0);
+        th_resp_free(&r);
+        const char *stale[] = {"If-None-Match: \"0123\"", NULL};
+        gw_request("GET", files[i].path, NULL, stale, NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        th_resp_free(&r);
+        gw_request("HEAD", files[i].path, NULL, NULL, NULL, NULL, &r);
+        assert_int_equal(r.status, 200);
+        assert_int_equal(r.len, 0);
+        th_resp_free(&r);
+        free(want);
+    }
+    struct th_resp r;
+    /* the page names its script and style sheet, and has no inline script */
+    get("/", NULL, &r);
+    assert_non_null(strstr(r.body, "src=\"/app.js\""));
+    assert_non_null(strstr(r.body, "href=\"/app.css\""));
+    assert_null(strstr(r.body, "<script>"));
+    assert_null(strstr(r.body, " style=\""));
+    th_resp_free(&r);
+    const char *missing[] = {"/index.html", "/app.js/", "/web/app.js", "/../web/app.js", "//"};
+    for (size_t i = 0; i < sizeof(missing) / sizeof(missing[0]); i++) {
+        get(missing[i], NULL, &r);
+        if (r.status != 404)
+            fail_msg("GET %s: %ld, want 404", missing[i], r.status);
+        th_resp_free(&r);
+    }
+    gw_request("POST", "/", NULL, NULL, "text/plain", NULL, &r);
+    th_assert_error(&r, 405, "method_not_allowed");
+    th_resp_free(&r);
+}
+
+/* ---------- the event stream ---------- */
+
+struct stream {
+    int fd;
+    char buf[128 * 1024]; /* what arrived, NUL-terminated; oldest half dropped when full */
+    size_t len;
+};
+
+static void events_open(struct stream *s, const char *token)
+{
+    s->fd = socket(AF_INET, SOCK_STREAM, 0);
+    s->len = 0;
+    s->buf[0] = '\0';
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)gw.port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    char head[TOKEN_MAX_LEN + 256];
+    int n = snprintf(head, sizeof(head),
+                     "GET /jobs/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     "Accept: text/event-stream\r\nAuthorization: Bearer %s\r\n\r\n",
+                     token);
+    assert_int_equal(send(s->fd, head, (size_t)n, MSG_NOSIGNAL), n);
+}
+
+/* Reads until needle has arrived (true), the server closed, or ms passed. */
+static bool events_wait(struct stream *s, const char *needle, int ms)
+{
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        if (needle != NULL && strstr(s->buf, needle) != NULL)
+            return true;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = ms - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+        struct pollfd p = {.fd = s->fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, (int)left) <= 0)
+            return false;
+        if (s->len > sizeof(s->buf) - 4096) {
+            size_t half = s->len / 2;
+            memmove(s->buf, s->buf + half, s->len - half + 1);
+            s->len -= half;
+        }
+        ssize_t k = recv(s->fd, s->buf + s->len, sizeof(s->buf) - 1 - s->len, 0);
+        if (k <= 0)
+            return false;
+        s->len += (size_t)k;
+        s->buf[s->len] = '\0';
+    }
+}
+
+/* The stream's first event: the caller's newest jobs, then an event for
+ * each job created or changed, only the caller's, for longer than the
+ * idle timeout (pings keep it open). */
+static void events_stream(void **state)
+{
+    (void)state;
+    static struct stream admin_s, plain_s;
+    events_open(&admin_s, admin_token);
+    events_open(&plain_s, plain_token);
+    assert_true(events_wait(&admin_s, "\r\n\r\n", 5000));
+    if (strncmp(admin_s.buf, "HTTP/1.1 200", 12) != 0)
+        fail_msg("GET /jobs/events: %s", admin_s.buf);
+    assert_non_null(strstr(admin_s.buf, "Content-Type: text/event-stream"));
+    assert_non_null(strstr(admin_s.buf, "Cache-Control: no-cache"));
+    assert_true(events_wait(&admin_s, "retry: 2000\n", 5000));
+    assert_true(events_wait(&admin_s, "event: jobs\ndata: {\"jobs\":[", 5000));
+    /* the snapshot is GET /jobs's first page: the newest job first */
+    struct th_resp r;
+    get("/jobs?limit=1", admin_token, &r);
+    json_t *j = th_json(&r);
+    const char *newest =
+        json_string_value(json_object_get(json_array_get(json_object_get(j, "jobs"), 0), "job_id"));
+    char want[80];
+    snprintf(want, sizeof(want), "data: {\"jobs\":[{\"job_id\":\"%s\"", newest);
+    assert_non_null(strstr(admin_s.buf, want));
+    json_decref(j);
+    th_resp_free(&r);
+    assert_true(events_wait(&plain_s, "event: jobs\n", 5000));
+
+    char job_id[25], video_fid[25];
+    for (int round = 0; round < 2; round++) {
+        if (round == 1)
+            th_sleep_ms(IDLE_SECONDS * 1000 * 2); /* past the idle timeout */
+        upload_ok("live.mp4", &clip, NULL, job_id, video_fid);
+        snprintf(want, sizeof(want), "event: job\ndata: {\"job_id\":\"%s\"", job_id);
+        if (!events_wait(&admin_s, want, 5000))
+            fail_msg("round %d: no event for job %s; the stream has: %s", round, job_id,
+                     admin_s.buf);
+    }
+    if (all_in_one) {
+        /* the converter's changes, made in its own thread, arrive */
+        snprintf(want, sizeof(want), "\"job_id\":\"%s\",\"status\":\"done\"", job_id);
+        if (!events_wait(&admin_s, want, 60000))
+            fail_msg("no event for %s done: %s", job_id, admin_s.buf);
+    } else {
+        /* a change the gateway did not make (the converter's, in another
+         * process) arrives too */
+        struct job_update u = {
+            .from = JOB_FROM(JOB_QUEUED), .set = JOB_SET_PROGRESS, .progress = 0.25};
+        assert_int_equal(jobs_update(jobs, job_id, &u), JOBS_OK);
+        snprintf(want, sizeof(want), "\"job_id\":\"%s\",\"status\":\"queued\",\"progress\":0.25",
+                 job_id);
+        if (!events_wait(&admin_s, want, 5000))
+            fail_msg("no event for the progress of %s: %s", job_id, admin_s.buf);
+    }
+    /* the plain user saw none of the admin's jobs */
+    assert_false(events_wait(&plain_s, job_id, 1000));
+    assert_null(strstr(plain_s.buf, "event: job\n"));
+    close(admin_s.fd);
+    close(plain_s.fd);
+}
+
+/* Each stream holds a thread: past EVENTS_MAX_STREAMS (64) the gateway
+ * answers 503, and a closed stream frees its place. */
+static void events_limits(void **state)
+{
+    (void)state;
+    struct th_resp r;
+    get("/jobs/events", NULL, &r);
+    th_assert_error(&r, 401, "missing_token");
+    th_resp_free(&r);
+    get("/jobs/events", "not-a-token", &r);
+    assert_int_equal(r.status, 401);
+    th_resp_free(&r);
+
+    enum { MAX = 64 };
+    static struct stream s[MAX + 1];
+    /* the streams the tests before closed are gone once the gateway has
+     * written to them again (a ping within a third of the idle timeout) */
+    th_sleep_ms(IDLE_SECONDS * 1000);
+    for (int i = 0; i < MAX; i++) {
+        events_open(&s[i], plain_token);
+        if (!events_wait(&s[i], "event: jobs\n", 10000))
+            fail_msg("stream %d did not open: %s", i, s[i].buf);
+    }
+    events_open(&s[MAX], plain_token);
+    assert_true(events_wait(&s[MAX], "}}", 5000));
+    if (strncmp(s[MAX].buf, "HTTP/1.1 503", 12) != 0 ||
+        strstr(s[MAX].buf, "too_many_streams") == NULL ||
+        strstr(s[MAX].buf, "Retry-After: ") == NULL)
+        fail_msg("stream %d: %s", MAX, s[MAX].buf);
+    close(s[MAX].fd);
+    for (int i = 0; i < MAX; i++)
+        close(s[i].fd);
+    /* the gateway notices at its next write (a ping within the idle timeout) */
+    for (int tries = 0;; tries++) {
+        events_open(&s[0], plain_token);
+        bool ok = events_wait(&s[0], "event: jobs\n", 5000);
+        close(s[0].fd);
+        if (ok)
+            break;
+        if (tries == 10)
+            fail_msg("no stream could open again after the others closed: %s", s[0].buf);
+        th_sleep_ms(1000);
+    }
+}
+
 /* ---------- dependencies ---------- */
 
 /* GET /openapi.json: the built-in API description, no token needed. */
@@ -1294,7 +1571,23 @@ static void storage_down(void **state)
 static void gateway_stops_cleanly(void **state)
 {
     (void)state;
+    /* an open event stream ends at once rather than holding the stop for
+     * the grace period (SHUTDOWN_GRACE_SECONDS=10) */
+    static struct stream s;
+    events_open(&s, admin_token);
+    assert_true(events_wait(&s, "event: jobs\n", 5000));
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     assert_int_equal(server_stop(&gw, SIGTERM), 0);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (t1.tv_sec - t0.tv_sec > 5)
+        fail_msg("the gateway took %lld s to stop with an event stream open",
+                 (long long)(t1.tv_sec - t0.tv_sec));
+    events_wait(&s, NULL, 2000);
+    if (strstr(s.buf, "\r\n0\r\n\r\n") == NULL) /* the last chunk: a clean end */
+        fail_msg("the event stream did not end cleanly: %s",
+                 s.buf + (s.len > 200 ? s.len - 200 : 0));
+    close(s.fd);
     assert_int_equal(server_stop(&auth, SIGTERM), 0);
 }
 
@@ -1324,7 +1617,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(jobs_list_and_get),
         cmocka_unit_test(download_whole),
         cmocka_unit_test(download_ranges),
+        cmocka_unit_test(download_with_access_token),
         cmocka_unit_test(download_isolation),
+        cmocka_unit_test(web_page),
+        cmocka_unit_test(events_stream),
+        cmocka_unit_test(events_limits),
         cmocka_unit_test(check_storage),
         cmocka_unit_test(openapi_document),
         cmocka_unit_test(auth_service_down),

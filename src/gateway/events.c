@@ -1,0 +1,248 @@
+/*
+ * events: GET /jobs/events, the caller's jobs as Server-Sent Events, so
+ * the web page shows a conversion's progress as it happens.
+ *
+ * The stream opens with "event: jobs" carrying {"jobs": [...]}, the newest
+ * EVENTS_JOBS jobs as GET /jobs lists them, then sends "event: job" with a
+ * job's record each time one of those is created or changes (status,
+ * progress, notification). The jobs are read from the store every
+ * EVENTS_POLL_MS, whatever process changed them; a comment line goes out
+ * when nothing else has for EVENTS_PING_SECONDS (or a third of the idle
+ * timeout, when shorter), so proxies and the idle timeout keep the
+ * connection and a client that went away is noticed.
+ *
+ * A stream lasts at most EVENTS_MAX_SECONDS, then ends; the client
+ * reconnects (retry: 2 s), which also re-checks its token. Each stream
+ * holds a connection thread, so a gateway serves at most
+ * EVENTS_MAX_STREAMS at once and answers 503 past that (the page then
+ * polls GET /jobs). A store failure ends the stream the same way.
+ */
+#include "gateway/gw.h"
+
+#include "core/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define EVENTS_JOBS 20
+#define EVENTS_POLL_MS 500
+#define EVENTS_PING_SECONDS 15
+#define EVENTS_MAX_SECONDS 300
+#define EVENTS_MAX_STREAMS 64
+#define RETRY_UNAVAILABLE 5 /* seconds, in Retry-After of a 503 */
+
+/* What the client was last sent of a job. */
+struct seen {
+    char id[BLOB_ID_LEN + 1];
+    int64_t updated_at;
+    int64_t notified_at;
+    enum job_status status;
+    double progress;
+};
+
+struct events {
+    struct gateway *gw;
+    char owner[BLOB_OWNER_MAX + 1];
+    char request_id[65];
+    struct seen seen[EVENTS_JOBS], next[EVENTS_JOBS];
+    int nseen, nnext;
+    char *buf; /* events not yet sent: buf[sent..len) */
+    size_t len, cap, sent;
+    bool oom;
+    struct timespec opened, last_write;
+    double ping_seconds; /* a comment after this long without a write */
+};
+
+static double seconds_since(const struct timespec *t)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - t->tv_sec) + (double)(now.tv_nsec - t->tv_nsec) / 1e9;
+}
+
+static bool changed(const struct events *e, const struct job *j)
+{
+    for (int i = 0; i < e->nseen; i++) {
+        const struct seen *s = &e->seen[i];
+        if (strcmp(s->id, j->id) == 0)
+            return s->updated_at != j->updated_at || s->notified_at != j->notified_at ||
+                   s->status != j->status || s->progress != j->progress;
+    }
+    return true;
+}
+
+/* Queues text to send. */
+static void put(struct events *e, const char *text)
+{
+    size_t n = strlen(text);
+    if (e->len + n > e->cap) {
+        size_t cap = e->cap * 2 > e->len + n ? e->cap * 2 : e->len + n + 4096;
+        char *b = realloc(e->buf, cap);
+        if (b == NULL) {
+            e->oom = true;
+            return;
+        }
+        e->buf = b;
+        e->cap = cap;
+    }
+    memcpy(e->buf + e->len, text, n);
+    e->len += n;
+}
+
+/* Queues one event: "event: NAME", the JSON on one data line (JSON text
+ * has no newline), a blank line. Consumes data. */
+static void put_event(struct events *e, const char *name, json_t *data)
+{
+    char *text = data != NULL ? json_dumps(data, JSON_COMPACT) : NULL;
+    json_decref(data);
+    if (text == NULL) {
+        e->oom = true;
+        return;
+    }
+    put(e, "event: ");
+    put(e, name);
+    put(e, "\ndata: ");
+    put(e, text);
+    put(e, "\n\n");
+    free(text);
+}
+
+/* jobs_list callback of a tick: a job event for each change. */
+static int on_job(const struct job *j, void *ctx)
+{
+    struct events *e = ctx;
+    if (e->nnext == EVENTS_JOBS)
+        return 0;
+    if (changed(e, j))
+        put_event(e, "job", gw_job_json(j));
+    struct seen *s = &e->next[e->nnext++];
+    memcpy(s->id, j->id, sizeof(s->id));
+    s->updated_at = j->updated_at;
+    s->notified_at = j->notified_at;
+    s->status = j->status;
+    s->progress = j->progress;
+    return 0;
+}
+
+/* jobs_list callback of the first read: the snapshot. */
+static int on_first(const struct job *j, void *ctx)
+{
+    json_t *jobs = ctx;
+    json_array_append_new(jobs, gw_job_json(j));
+    return 0;
+}
+
+/* Reads the caller's jobs; queues an event per change. */
+static int tick(struct events *e)
+{
+    e->nnext = 0;
+    int rc = jobs_list(e->gw->jobs, e->owner, 0, "", EVENTS_JOBS, on_job, e);
+    if (rc != JOBS_OK)
+        return rc;
+    memcpy(e->seen, e->next, sizeof(e->seen));
+    e->nseen = e->nnext;
+    return JOBS_OK;
+}
+
+/* Copies queued bytes out; 0 when there are none. */
+static long drain(struct events *e, char *buf, size_t max)
+{
+    if (e->sent == e->len)
+        return 0;
+    size_t n = e->len - e->sent < max ? e->len - e->sent : max;
+    memcpy(buf, e->buf + e->sent, n);
+    e->sent += n;
+    if (e->sent == e->len) /* all out: start the buffer again */
+        e->sent = e->len = 0;
+    clock_gettime(CLOCK_MONOTONIC, &e->last_write);
+    return (long)n;
+}
+
+static long read_events(void *cls, unsigned long long pos, char *buf, size_t max)
+{
+    (void)pos;
+    struct events *e = cls;
+    long n = drain(e, buf, max);
+    if (n > 0)
+        return n;
+    if (seconds_since(&e->opened) >= EVENTS_MAX_SECONDS)
+        return -1;
+    struct timespec pause = {0, EVENTS_POLL_MS * 1000L * 1000L};
+    nanosleep(&pause, NULL);
+    log_set_request_id(e->request_id);
+    int rc = tick(e);
+    log_set_request_id(NULL);
+    if (rc != JOBS_OK) {
+        log_warn("event stream ends: the jobs store failed",
+                 json_pack("{s:s}", "reason", jobs_strerror(rc)));
+        return -1;
+    }
+    if (e->oom)
+        return -1; /* an event was lost: end, the client reconnects */
+    if (seconds_since(&e->last_write) >= e->ping_seconds)
+        put(e, ": ping\n\n");
+    return drain(e, buf, max);
+}
+
+static void events_done(void *cls)
+{
+    struct events *e = cls;
+    free(e->buf);
+    atomic_fetch_sub(&e->gw->event_streams, 1);
+    free(e);
+}
+
+void gw_handle_events(struct http_req *req, void *ctx)
+{
+    struct gateway *gw = ctx;
+    struct token_claims who;
+    if (gw_caller(gw, req, &who) != 0)
+        return;
+    if (atomic_fetch_add(&gw->event_streams, 1) >= EVENTS_MAX_STREAMS) {
+        atomic_fetch_sub(&gw->event_streams, 1);
+        http_reply_error_retry(req, 503, "too_many_streams",
+                               "too many event streams are open; poll GET /jobs instead",
+                               RETRY_UNAVAILABLE);
+        return;
+    }
+    struct events *e = calloc(1, sizeof(*e));
+    if (e == NULL) {
+        atomic_fetch_sub(&gw->event_streams, 1);
+        http_reply_error(req, 500, "internal_error", "out of memory");
+        return;
+    }
+    e->gw = gw;
+    snprintf(e->owner, sizeof(e->owner), "%s", who.sub);
+    snprintf(e->request_id, sizeof(e->request_id), "%s", http_req_id(req));
+    /* well inside the idle timeout, which counts from the last write */
+    long idle = gw->cfg->http_idle_timeout > 0 ? (long)gw->cfg->http_idle_timeout : 30;
+    e->ping_seconds = idle / 3.0 < EVENTS_PING_SECONDS ? idle / 3.0 : EVENTS_PING_SECONDS;
+    clock_gettime(CLOCK_MONOTONIC, &e->opened);
+    e->last_write = e->opened;
+
+    /* The snapshot, read before answering so a store that is down gets
+     * the usual 503 rather than a stream that ends at once. */
+    json_t *jobs = json_array();
+    int rc = jobs_list(gw->jobs, e->owner, 0, "", EVENTS_JOBS, on_first, jobs);
+    if (rc == JOBS_OK)
+        rc = tick(e); /* the same jobs, remembered as sent */
+    if (rc != JOBS_OK) {
+        json_decref(jobs);
+        events_done(e);
+        gw_reply_jobs_error(req, rc);
+        return;
+    }
+    e->len = 0; /* tick's events repeat the snapshot: drop them */
+    put(e, "retry: 2000\n\n");
+    put_event(e, "jobs", json_pack("{s:o}", "jobs", jobs));
+    if (e->oom) {
+        events_done(e);
+        http_reply_error(req, 500, "internal_error", "out of memory");
+        return;
+    }
+    http_reply_header(req, "Cache-Control", "no-cache");
+    http_reply_header(req, "X-Accel-Buffering", "no"); /* nginx: pass events at once */
+    http_reply_stream(req, 200, "text/event-stream", HTTP_SIZE_UNKNOWN, read_events, e,
+                      events_done);
+}

@@ -1,0 +1,462 @@
+/*
+ * vid2mp3 web page (DESIGN §7): log in, upload a video with a progress bar,
+ * watch the jobs convert (Server-Sent Events read through fetch, polling
+ * when the stream is unavailable), play and download the MP3s.
+ * No framework, no build step; served with a CSP that forbids inline code.
+ */
+'use strict';
+(() => {
+  const TOKEN_KEY = 'vid2mp3.token';
+  const PAGE = 20;
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    who: $('who'), whoName: $('who-name'), logout: $('logout'),
+    error: $('error'), status: $('status'),
+    loginView: $('login-view'), loginForm: $('login-form'), email: $('login-email'),
+    password: $('login-password'), loginSubmit: $('login-submit'),
+    appView: $('app-view'), quality: $('quality'), drop: $('drop'), file: $('file-input'),
+    upBox: $('upload-box'), upLabel: $('upload-label'), upBar: $('upload-progress'),
+    upPct: $('upload-pct'), cancel: $('cancel-upload'),
+    jobsList: $('jobs'), jobsEmpty: $('jobs-empty'), more: $('more'),
+  };
+
+  let token = sessionStorage.getItem(TOKEN_KEY);
+  const jobs = new Map(); // job_id -> {job, node, parts}
+  let nextBefore = null;
+  let live = null; // AbortController of the live-update loop
+  let xhr = null; // the upload in flight
+  let wantJob = null; // from /#job=ID
+
+  class Gone extends Error {} // the session ended (401 or log out) while waiting
+
+  const say = (msg) => { el.status.textContent = msg; };
+  const showError = (msg) => { el.error.textContent = msg || ''; el.error.hidden = !msg; };
+  const errorOf = (body, status) =>
+    (body && body.error && typeof body.error.message === 'string' && body.error.message) ||
+    `The server answered with HTTP status ${status}.`;
+  const parse = (text) => { try { return JSON.parse(text); } catch (e) { return null; } };
+
+  // --- session -------------------------------------------------------------
+  async function api(path, opts = {}) {
+    const t = token;
+    const res = await fetch(path, Object.assign({ cache: 'no-store' }, opts,
+      { headers: { Authorization: 'Bearer ' + t } }));
+    if (token !== t) throw new Gone();
+    if (res.status === 401) { expire(); throw new Gone(); }
+    const body = parse(await res.text());
+    if (!res.ok) throw new Error(errorOf(body, res.status));
+    return body;
+  }
+
+  function expire() {
+    leave();
+    showError('Your session has expired. Please log in again.');
+  }
+
+  function userName(t) {
+    try {
+      const p = t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+      return JSON.parse(atob(p)).username || '';
+    } catch (e) { return ''; }
+  }
+
+  async function enter() {
+    el.loginView.hidden = true;
+    el.appView.hidden = false;
+    el.who.hidden = false;
+    el.whoName.textContent = userName(token);
+    try {
+      const b = await api('/jobs?limit=' + PAGE);
+      b.jobs.forEach(upsert);
+      nextBefore = b.next_before;
+      render();
+      el.jobsEmpty.hidden = jobs.size > 0;
+    } catch (e) {
+      if (e instanceof Gone) return;
+      showError(e.message);
+    }
+    reveal(true);
+    startLive();
+  }
+
+  function leave() {
+    if (xhr) xhr.abort();
+    if (live) live.abort();
+    live = null;
+    token = null;
+    sessionStorage.removeItem(TOKEN_KEY);
+    jobs.clear();
+    el.jobsList.replaceChildren();
+    nextBefore = null;
+    el.more.hidden = true;
+    el.appView.hidden = true;
+    el.who.hidden = true;
+    el.whoName.textContent = '';
+    el.loginView.hidden = false;
+    showError('');
+    say('');
+    el.email.focus();
+  }
+
+  el.loginForm.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    showError('');
+    const email = el.email.value.trim();
+    const password = el.password.value;
+    if (!email || !password) { showError('Enter your email and password.'); return; }
+    el.loginSubmit.disabled = true;
+    say('Logging in…');
+    try {
+      const res = await fetch('/login', {
+        method: 'POST', headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ email, password }),
+      });
+      const body = parse(await res.text());
+      if (!res.ok || !body || !body.token) {
+        say('');
+        showError(errorOf(body, res.status));
+        return;
+      }
+      token = body.token;
+      sessionStorage.setItem(TOKEN_KEY, token);
+      el.password.value = '';
+      say('Logged in.');
+      enter();
+    } catch (e) {
+      say('');
+      showError('The server could not be reached. Check your connection and try again.');
+    } finally {
+      el.loginSubmit.disabled = false;
+    }
+  });
+
+  el.logout.addEventListener('click', () => { leave(); say('Logged out.'); });
+
+  // --- upload --------------------------------------------------------------
+  (function fillQuality() {
+    const add = (parent, value, text) => {
+      const o = document.createElement('option');
+      o.value = value; o.textContent = text; parent.append(o);
+    };
+    add(el.quality, '', 'Standard (variable bitrate, V2)');
+    const vbr = document.createElement('optgroup');
+    vbr.label = 'Variable bitrate';
+    for (let q = 0; q <= 9; q++) {
+      add(vbr, 'quality:' + q, 'V' + q + (q === 0 ? ' (best, largest)' : q === 9 ? ' (smallest)' : ''));
+    }
+    const cbr = document.createElement('optgroup');
+    cbr.label = 'Constant bitrate';
+    for (const b of [320, 256, 224, 192, 160, 128, 112, 96, 80, 64, 56, 48, 40, 32]) {
+      add(cbr, 'bitrate:' + b, b + ' kbit/s');
+    }
+    el.quality.append(vbr, cbr);
+  })();
+
+  function setUploadProgress(f) {
+    el.upBar.value = f;
+    el.upPct.textContent = Math.floor(f * 100) + '%';
+  }
+
+  function startUpload(file) {
+    if (!token || !file) return;
+    if (xhr) { say('An upload is already running.'); return; }
+    showError('');
+    const form = new FormData();
+    const [field, value] = el.quality.value.split(':');
+    if (value !== undefined) form.append(field, value);
+    form.append('file', file, file.name);
+
+    const t = token;
+    const x = new XMLHttpRequest();
+    xhr = x;
+    x.open('POST', '/upload');
+    x.setRequestHeader('Authorization', 'Bearer ' + t);
+    x.upload.onprogress = (e) => { if (e.lengthComputable && e.total > 0) setUploadProgress(e.loaded / e.total); };
+    x.onload = () => {
+      if (token !== t) return;
+      if (x.status === 401) { expire(); return; }
+      const body = parse(x.responseText);
+      if (x.status === 202 && body && body.job_id) {
+        say(file.name + ' uploaded. Converting…');
+        refreshJob(body.job_id);
+      } else {
+        say('');
+        showError(errorOf(body, x.status));
+      }
+    };
+    x.onerror = () => {
+      say('');
+      showError('The upload of ' + file.name + ' failed: the connection to the server was lost. Please try again.');
+    };
+    x.onabort = () => { say('Upload cancelled.'); };
+    x.onloadend = () => {
+      xhr = null;
+      const refocus = document.activeElement === el.cancel;
+      el.upBox.hidden = true;
+      el.drop.classList.remove('busy');
+      setUploadProgress(0);
+      el.file.value = '';
+      if (refocus) el.file.focus();
+    };
+
+    setUploadProgress(0);
+    el.upLabel.textContent = 'Uploading ' + file.name;
+    el.upBox.hidden = false;
+    el.drop.classList.add('busy');
+    if (document.activeElement === el.file) el.cancel.focus();
+    say('Uploading ' + file.name + '…');
+    x.send(form);
+  }
+
+  el.file.addEventListener('change', () => startUpload(el.file.files[0]));
+  el.cancel.addEventListener('click', () => { if (xhr) xhr.abort(); });
+  // Drop anywhere on the page; the drop zone shows where.
+  window.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    if (token) el.drop.classList.add('over');
+  });
+  window.addEventListener('dragleave', (e) => { if (!e.relatedTarget) el.drop.classList.remove('over'); });
+  window.addEventListener('drop', (e) => {
+    e.preventDefault();
+    el.drop.classList.remove('over');
+    const f = e.dataTransfer && e.dataTransfer.files[0];
+    if (f) startUpload(f);
+  });
+
+  // --- jobs ----------------------------------------------------------------
+  const STATUS = { queued: 'Queued', converting: 'Converting', done: 'Done', failed: 'Failed' };
+  const mmss = (s) => { s = Math.round(s); return Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0'); };
+  const size = (b) => (b < 1048576 ? Math.max(1, Math.round(b / 1024)) + ' KB' : (b / 1048576).toFixed(1) + ' MB');
+  const mp3Name = (name) => (String(name || '').replace(/\.[^./\\]*$/, '') || 'audio') + '.mp3';
+  const make = (tag, cls, testid) => {
+    const n = document.createElement(tag);
+    if (cls) n.className = cls;
+    if (testid) n.setAttribute('data-testid', testid);
+    return n;
+  };
+
+  function upsert(j) {
+    if (!j || !j.job_id) return;
+    let e = jobs.get(j.job_id);
+    if (!e) {
+      const node = make('li', 'job', 'job');
+      node.id = 'job-' + j.job_id;
+      node.dataset.jobId = j.job_id;
+      node.tabIndex = -1;
+      const head = make('div', 'job-head');
+      const parts = {
+        name: make('span', 'job-name', 'job-name'),
+        badge: make('span', 'badge', 'job-status'),
+        bar: make('progress', 'job-progress', 'job-progress'),
+        meta: make('p', 'job-meta', 'job-meta'),
+        fail: make('p', 'job-error', 'job-error'),
+        media: make('div', 'job-media'),
+      };
+      parts.bar.max = 1;
+      parts.bar.setAttribute('aria-label', 'Conversion progress');
+      head.append(parts.name, parts.badge);
+      node.append(head, parts.bar, parts.meta, parts.fail, parts.media);
+      e = { node, parts, job: null };
+      jobs.set(j.job_id, e);
+    }
+    e.job = j;
+    fill(e);
+  }
+
+  function fill({ job: j, parts: p }) {
+    p.name.textContent = j.filename || '(unnamed file)';
+    p.badge.textContent = STATUS[j.status] || j.status;
+    p.badge.className = 'badge ' + (STATUS[j.status] ? j.status : '');
+    const running = j.status === 'queued' || j.status === 'converting';
+    p.bar.hidden = !running;
+    p.bar.value = Math.min(1, Math.max(0, Number(j.progress) || 0));
+    p.bar.setAttribute('aria-valuetext', Math.round(p.bar.value * 100) + '%');
+    let meta = '';
+    if (j.status === 'queued') meta = 'Waiting for a converter…';
+    else if (j.status === 'converting') meta = 'Converting: ' + Math.round(p.bar.value * 100) + '%';
+    else if (j.status === 'done') {
+      meta = [j.duration != null ? mmss(j.duration) : '', j.mp3_bytes != null ? size(j.mp3_bytes) : '']
+        .filter(Boolean).join(' · ');
+    }
+    p.meta.textContent = meta;
+    p.meta.hidden = !meta;
+    p.fail.textContent = j.status === 'failed' ? (j.error || 'The conversion failed.') : '';
+    p.fail.hidden = j.status !== 'failed';
+    if (j.status === 'done' && j.mp3_fid && !p.media.firstChild) {
+      const url = '/download?fid=' + encodeURIComponent(j.mp3_fid) +
+        '&access_token=' + encodeURIComponent(token);
+      const audio = make('audio', 'player', 'player');
+      audio.controls = true;
+      audio.preload = 'none';
+      audio.src = url;
+      audio.setAttribute('aria-label', 'Play ' + mp3Name(j.filename));
+      const a = make('a', 'button', 'download');
+      a.href = url;
+      a.download = mp3Name(j.filename);
+      a.textContent = 'Download MP3';
+      a.setAttribute('aria-label', 'Download ' + mp3Name(j.filename));
+      p.media.append(audio, a);
+    }
+  }
+
+  const newestFirst = (a, b) =>
+    (b.job.created_at || '').localeCompare(a.job.created_at || '') || b.job.job_id.localeCompare(a.job.job_id);
+
+  function render() {
+    const order = [...jobs.values()].sort(newestFirst);
+    const now = el.jobsList.children;
+    if (order.length !== now.length || order.some((e, i) => now[i] !== e.node)) {
+      el.jobsList.append(...order.map((e) => e.node)); // moves, keeping players playing
+    }
+    el.jobsEmpty.hidden = jobs.size > 0;
+    el.more.hidden = !nextBefore;
+    reveal(false);
+  }
+
+  async function refreshJob(id) {
+    try { upsert(await api('/jobs/' + encodeURIComponent(id))); render(); } catch (e) { /* live updates will bring it */ }
+  }
+
+  el.more.addEventListener('click', async () => {
+    if (!nextBefore) return;
+    el.more.disabled = true;
+    try {
+      const b = await api('/jobs?limit=' + PAGE + '&before=' + encodeURIComponent(nextBefore));
+      b.jobs.forEach(upsert);
+      nextBefore = b.next_before;
+      render();
+    } catch (e) {
+      if (!(e instanceof Gone)) showError(e.message);
+    } finally { el.more.disabled = false; }
+  });
+
+  // /#job=ID: after login, scroll to and highlight that job.
+  function readHash() {
+    const m = /^#job=([\w-]+)$/.exec(location.hash);
+    wantJob = m ? m[1] : null;
+  }
+
+  async function reveal(fetchIfMissing) {
+    if (!wantJob || !token) return;
+    const id = wantJob;
+    if (!jobs.has(id) && fetchIfMissing) {
+      try { upsert(await api('/jobs/' + encodeURIComponent(id))); } catch (e) {
+        if (!(e instanceof Gone)) { showError(e.message); wantJob = null; }
+        return;
+      }
+    }
+    const e = jobs.get(id);
+    if (!e) return;
+    wantJob = null;
+    if (!e.node.isConnected) render();
+    for (const n of el.jobsList.querySelectorAll('.highlight')) n.classList.remove('highlight');
+    e.node.classList.add('highlight');
+    e.node.scrollIntoView({ block: 'center' });
+    e.node.focus({ preventScroll: true });
+  }
+
+  window.addEventListener('hashchange', () => { readHash(); reveal(true); });
+
+  // --- live updates: SSE over fetch, polling as the fallback ----------------
+  const sleep = (ms, signal) => new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+  });
+
+  function startLive() {
+    if (live) live.abort();
+    live = new AbortController();
+    liveLoop(live.signal);
+  }
+
+  async function liveLoop(signal) {
+    while (!signal.aborted) {
+      let wait = 10000;
+      try { wait = await stream(signal); } catch (e) { if (e instanceof Gone) return; }
+      const until = Date.now() + wait;
+      do {
+        if (signal.aborted) return;
+        try {
+          const b = await api('/jobs?limit=' + PAGE, { signal });
+          b.jobs.forEach(upsert);
+          render();
+        } catch (e) { if (e instanceof Gone) return; }
+        await sleep(1000, signal);
+      } while (Date.now() < until);
+    }
+  }
+
+  // Reads /jobs/events until it ends; returns how long to poll before
+  // trying again (short after a long healthy stream, else ~10 s).
+  async function stream(signal) {
+    const ctl = new AbortController();
+    const stop = () => ctl.abort();
+    signal.addEventListener('abort', stop);
+    let idle = 0;
+    const kick = () => { clearTimeout(idle); idle = setTimeout(stop, 45000); }; // pings every ~15 s
+    const started = Date.now();
+    let retry = 1000;
+    const t = token;
+    try {
+      kick();
+      const res = await fetch('/jobs/events', {
+        headers: { Authorization: 'Bearer ' + t, Accept: 'text/event-stream' },
+        cache: 'no-store', signal: ctl.signal,
+      });
+      if (token !== t) throw new Gone();
+      if (res.status === 401) { expire(); throw new Gone(); }
+      if (res.status !== 200 || !res.body) throw new Error('no event stream');
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buf = '';
+      let type = '';
+      let data = [];
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        kick();
+        buf += value;
+        let i;
+        while ((i = buf.search(/[\r\n]/)) >= 0) {
+          if (buf[i] === '\r' && i === buf.length - 1) break; // may be half of \r\n
+          const line = buf.slice(0, i);
+          buf = buf.slice(buf[i] === '\r' && buf[i + 1] === '\n' ? i + 2 : i + 1);
+          if (line === '') {
+            if (data.length) onEvent(type || 'message', data.join('\n'));
+            type = '';
+            data = [];
+            continue;
+          }
+          if (line[0] === ':') continue; // comment (ping)
+          const c = line.indexOf(':');
+          const field = c < 0 ? line : line.slice(0, c);
+          let v = c < 0 ? '' : line.slice(c + 1);
+          if (v[0] === ' ') v = v.slice(1);
+          if (field === 'event') type = v;
+          else if (field === 'data') data.push(v);
+          else if (field === 'retry' && /^\d+$/.test(v)) retry = Number(v);
+        }
+      }
+    } finally {
+      clearTimeout(idle);
+      signal.removeEventListener('abort', stop);
+    }
+    return Date.now() - started > 30000 ? retry : 10000;
+  }
+
+  function onEvent(type, data) {
+    const d = parse(data);
+    if (!d) return;
+    if (type === 'jobs' && Array.isArray(d.jobs)) d.jobs.forEach(upsert);
+    else if (type === 'job') upsert(d);
+    else return;
+    render();
+  }
+
+  // --- start ---------------------------------------------------------------
+  readHash();
+  if (token) {
+    enter();
+  } else {
+    el.loginView.hidden = false;
+  }
+})();
