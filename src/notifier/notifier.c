@@ -123,8 +123,11 @@ static int settle(struct notifier *n, const char *id, const char *error, bool pa
 static char *compose(struct notifier *n, const struct job *j, size_t *len, char *reason,
                      size_t reasonlen)
 {
+    /* the web page, which shows the job with a player and a download
+     * button once its reader has logged in (a link to /download would
+     * need a token) */
     char url[512];
-    snprintf(url, sizeof(url), "%s/download?fid=%s", n->public_url, j->mp3_fid);
+    snprintf(url, sizeof(url), "%s/#job=%s", n->public_url, j->id);
     struct mail_facts f = {
         .from = n->from,
         .to = j->owner,

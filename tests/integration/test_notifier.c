@@ -401,7 +401,7 @@ static void done_job_gets_one_email(void **state)
     assert_non_null(strstr(h, "multipart/alternative"));
     free(h);
     qp_decode(msg);
-    snprintf(want, sizeof(want), "https://mp3.example.org/download?fid=%s", j.mp3_fid);
+    snprintf(want, sizeof(want), "https://mp3.example.org/#job=%s", id);
     assert_non_null(strstr(msg, want));
     assert_non_null(strstr(msg, j.mp3_fid));
     assert_non_null(strstr(msg, "10:05"));  /* 605.4 s */
@@ -434,7 +434,7 @@ static void failed_job_gets_the_reason(void **state)
     assert_non_null(strstr(msg, "Subject: Conversion failed: silent.mp4\r\n"));
     qp_decode(msg);
     assert_non_null(strstr(msg, "the video has no audio track"));
-    assert_null(strstr(msg, "download?fid="));
+    assert_null(strstr(msg, "#job="));
     free(msg);
     struct job j = wait_settled(id, 10);
     assert_string_equal(j.notify_error, "");
