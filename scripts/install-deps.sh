@@ -36,6 +36,7 @@ test=(
   wrk bc time
   shellcheck   # lints the shell in the scripts and the Dockerfile's RUN lines
   debootstrap  # a clean bookworm to prove the image's runtime packages suffice
+  chromium     # the web page's tests run in it (tests/browser, playwright-core)
 )
 # Running a built binary: the packages of the shared libraries vid2mp3 links
 # (readelf -d: NEEDED; libc6 is in every Debian) and the CA certificates its

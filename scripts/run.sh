@@ -47,7 +47,7 @@ if [ -z "$admins" ]; then
     echo "  password: $password   (shown once; set ADMIN_PASSWORD to choose it)"
   fi
   login="-u $(printf '%s:%s' "$admin" "$password" | sed "s/'/'\\\\''/g; s/^/'/; s/\$/'/")"
-  how="Log in, then upload a video:"
+  how="log in, then upload a video:"
 else
   # ADMIN_EMAIL when it names an administrator, else the first one.
   admin=$(printf '%s\n' "$admins" | awk -v w="$want" 'tolower(w) == $0 { print; exit }')
@@ -56,12 +56,12 @@ else
     # ADMIN_PASSWORD chooses the password of a new administrator only: it
     # is what the account was created with if the same value is given again.
     login="-u $(printf '%s:%s' "$admin" "$ADMIN_PASSWORD" | sed "s/'/'\\\\''/g; s/^/'/; s/\$/'/")"
-    how="Log in as $admin with ADMIN_PASSWORD (it only chooses the password of a new
+    how="log in as $admin with ADMIN_PASSWORD (it only chooses the password of a new
 administrator: right if $admin was created with it), then upload a video:"
   else
     # The password is not kept anywhere readable: curl asks for it.
     login="-u '$admin'"
-    how="Log in as $admin with the password printed (or chosen with ADMIN_PASSWORD)
+    how="log in as $admin with the password printed (or chosen with ADMIN_PASSWORD)
 when it was created; curl asks for it. Then upload a video:"
   fi
 fi
@@ -80,11 +80,12 @@ command -v curl >/dev/null 2>&1 || note="
 cat <<TXT
 
 vid2mp3 is starting (data in $DATA_DIR; Ctrl-C stops it).
+  web page      http://localhost:$gw_port/   (open it in a browser and log in as $admin)
   gateway       http://localhost:$gw_port   (/login /upload /jobs /download)
   auth service  http://localhost:$port   (/healthz /readyz /metrics)
   emails        $mail
 
-$how$note
+Or, from a terminal, $how$note
   TOKEN=\$(curl -s -X POST $login http://localhost:$gw_port/login |
     python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
   curl -s -H "Authorization: Bearer \$TOKEN" -F file=@video.mp4 http://localhost:$gw_port/upload

@@ -4,7 +4,8 @@
 #  2. start the real test servers on loopback (scripts/test-services.sh)
 #  3. check formatting, then build and run the whole suite under CTest:
 #     once normally, once with AddressSanitizer + UndefinedBehaviorSanitizer
-#     (recovery off, leaks detected); validate the deployment files offline
+#     (recovery off, leaks detected), the web page's tests in Chromium
+#     among them; validate the deployment files offline
 #     (deploy/validate/run.sh); then run each libFuzzer target briefly
 #  4. stop the servers, whatever happened; exit non-zero on any failure
 set -euo pipefail
@@ -37,6 +38,9 @@ export MONGOC_DISABLE_SHM=1
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 export LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp:print_suppressions=0
+
+echo "=== browser test tooling (tests/browser: playwright-core, pinned)"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
 echo "=== format check (clang-format, .clang-format)"
 git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
