@@ -98,17 +98,19 @@ static size_t on_header(char *data, size_t size, size_t n, void *cls)
     size_t len = size * n;
     take_header(data, len, "Content-Type", r->ctype, sizeof(r->ctype));
     take_header(data, len, "Retry-After", r->retry_after, sizeof(r->retry_after));
+    take_header(data, len, "WWW-Authenticate", r->www_authenticate, sizeof(r->www_authenticate));
     return len;
 }
 
-/* Appends "Name: value" to list unless value is NULL; header text was
- * checked by the HTTP layer (no CR or LF). */
+/* Appends "Name: value" to list unless value is NULL; "" appends "Name:",
+ * which stops curl from sending one of its own. Header text was checked
+ * by the HTTP layer (no CR or LF). */
 static struct curl_slist *add(struct curl_slist *list, const char *name, const char *value)
 {
     if (value == NULL || list == NULL)
         return list;
     char line[TOKEN_MAX_LEN + 64];
-    snprintf(line, sizeof(line), "%s: %s", name, value);
+    snprintf(line, sizeof(line), "%s:%s%s", name, value[0] != '\0' ? " " : "", value);
     struct curl_slist *l = curl_slist_append(list, line);
     if (l == NULL)
         curl_slist_free_all(list);
@@ -125,7 +127,10 @@ int authclient_post(struct authclient *ac, const char *path, const char *ctype,
     CURL *c = curl_easy_init();
     /* "Expect:" stops curl from waiting for a 100 Continue on larger bodies. */
     struct curl_slist *h = curl_slist_append(NULL, "Expect:");
-    h = add(h, "Content-Type", ctype != NULL ? ctype : "application/octet-stream");
+    /* the client's Content-Type, or none ("Content-Type:" stops curl from
+     * adding its form type): the auth service tells a login without
+     * credentials (401) from a body of the wrong type (415) by it */
+    h = add(h, "Content-Type", ctype != NULL ? ctype : "");
     h = add(h, "Authorization", authorization);
     h = add(h, "X-Request-Id", request_id);
     h = add(h, "X-Forwarded-For", client_ip);

@@ -21,14 +21,15 @@ struct auth_reply {
     long status; /* 0 when the service could not be reached */
     char *body;  /* NUL-terminated; caller frees with auth_reply_free() */
     size_t len;
-    char ctype[128];      /* Content-Type, "" when none */
-    char retry_after[24]; /* Retry-After, "" when none */
+    char ctype[128];           /* Content-Type, "" when none */
+    char retry_after[24];      /* Retry-After, "" when none */
+    char www_authenticate[96]; /* WWW-Authenticate, "" when none */
 };
 void auth_reply_free(struct auth_reply *r);
 
 /*
  * POSTs body to path on the auth service with the given Content-Type and
- * Authorization (either may be NULL), X-Request-Id request_id and
+ * Authorization (either may be NULL: the header is then not sent), X-Request-Id request_id and
  * X-Forwarded-For client_ip. Returns 0 with the reply in *out, or -1 when
  * the service did not answer (out->status 0).
  */

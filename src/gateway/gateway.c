@@ -136,8 +136,10 @@ static void handle_login(struct http_req *req, void *ctx)
     }
     if (r.retry_after[0] != '\0')
         http_reply_header(req, "Retry-After", r.retry_after);
-    if (r.status == 401)
-        http_reply_header(req, "WWW-Authenticate", "Basic realm=\"vid2mp3\"");
+    /* as the auth service gave it: only a login without credentials asks
+     * for Basic (on a wrong password it would make browsers prompt) */
+    if (r.www_authenticate[0] != '\0')
+        http_reply_header(req, "WWW-Authenticate", r.www_authenticate);
     http_reply_text(req, (unsigned)r.status, r.ctype[0] != '\0' ? r.ctype : "application/json",
                     r.body, r.len);
     auth_reply_free(&r);

@@ -440,6 +440,18 @@ static void login_forwarded(void **state)
     post(&gw, "/login", NULL, "application/json",
          "{\"email\":\"" ADMIN "\",\"password\":\"wrong-password\"}", &r);
     th_assert_error(&r, 401, "invalid_credentials");
+    char buf[128];
+    /* no Basic challenge on a wrong password: browsers would prompt */
+    assert_null(th_header(&r, "WWW-Authenticate", buf, sizeof(buf)));
+    th_resp_free(&r);
+    /* nothing at all: the challenge, as the auth service gives it */
+    post(&gw, "/login", NULL, NULL, NULL, &r);
+    th_assert_error(&r, 401, "missing_credentials");
+    assert_non_null(th_header(&r, "WWW-Authenticate", buf, sizeof(buf)));
+    assert_non_null(strstr(buf, "Basic realm=\"vid2mp3\""));
+    th_resp_free(&r);
+    post(&gw, "/login", NULL, "text/plain", "hello", &r);
+    th_assert_error(&r, 415, "unsupported_media_type");
     th_resp_free(&r);
 
     /* HTTP Basic passes through too */
