@@ -30,6 +30,12 @@
   class Gone extends Error {} // the session ended (401 or log out) while waiting
 
   const say = (msg) => { el.status.textContent = msg; };
+  let offline = false;
+  const setOffline = (v) => {
+    if (v === offline) return;
+    offline = v;
+    say(v ? 'The connection to the server was lost. Retrying…' : 'Connected to the server again.');
+  };
   const showError = (msg) => { el.error.textContent = msg || ''; el.error.hidden = !msg; };
   const errorOf = (body, status) =>
     (body && body.error && typeof body.error.message === 'string' && body.error.message) ||
@@ -56,7 +62,8 @@
   function userName(t) {
     try {
       const p = t.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
-      return JSON.parse(atob(p)).username || '';
+      const bytes = Uint8Array.from(atob(p), (c) => c.charCodeAt(0));
+      return JSON.parse(new TextDecoder().decode(bytes)).username || '';
     } catch (e) { return ''; }
   }
 
@@ -73,7 +80,8 @@
       el.jobsEmpty.hidden = jobs.size > 0;
     } catch (e) {
       if (e instanceof Gone) return;
-      showError(e.message);
+      if (e instanceof TypeError) setOffline(true); // no answer: the live updates retry
+      else showError(e.message);
     }
     reveal(true);
     startLive();
@@ -84,6 +92,7 @@
     if (live) live.abort();
     live = null;
     token = null;
+    offline = false;
     sessionStorage.removeItem(TOKEN_KEY);
     jobs.clear();
     el.jobsList.replaceChildren();
@@ -246,6 +255,7 @@
       const head = make('div', 'job-head');
       const parts = {
         name: make('span', 'job-name', 'job-name'),
+        when: make('time', 'job-when', 'job-when'),
         badge: make('span', 'badge', 'job-status'),
         bar: make('progress', 'job-progress', 'job-progress'),
         meta: make('p', 'job-meta', 'job-meta'),
@@ -254,17 +264,29 @@
       };
       parts.bar.max = 1;
       parts.bar.setAttribute('aria-label', 'Conversion progress');
-      head.append(parts.name, parts.badge);
+      const title = make('div', 'job-title');
+      title.append(parts.name, parts.when);
+      head.append(title, parts.badge);
       node.append(head, parts.bar, parts.meta, parts.fail, parts.media);
       e = { node, parts, job: null };
       jobs.set(j.job_id, e);
     }
+    const before = e.job && e.job.status;
     e.job = j;
     fill(e);
+    if (before && before !== j.status) { // announce what finished
+      if (j.status === 'done') say((j.filename || 'A file') + ' is converted.');
+      else if (j.status === 'failed') say((j.filename || 'A file') + ' failed: ' + (j.error || 'the conversion failed.'));
+    }
   }
 
   function fill({ job: j, parts: p }) {
     p.name.textContent = j.filename || '(unnamed file)';
+    const created = j.created_at ? new Date(j.created_at) : null;
+    if (created && !isNaN(created)) {
+      p.when.dateTime = j.created_at;
+      p.when.textContent = created.toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' });
+    }
     p.badge.textContent = STATUS[j.status] || j.status;
     p.badge.className = 'badge ' + (STATUS[j.status] ? j.status : '');
     const running = j.status === 'queued' || j.status === 'converting';
@@ -294,7 +316,7 @@
       a.href = url;
       a.download = mp3Name(j.filename);
       a.textContent = 'Download MP3';
-      a.setAttribute('aria-label', 'Download ' + mp3Name(j.filename));
+      a.setAttribute('aria-label', 'Download MP3: ' + mp3Name(j.filename));
       p.media.append(audio, a);
     }
   }
@@ -380,7 +402,11 @@
           const b = await api('/jobs?limit=' + PAGE, { signal });
           b.jobs.forEach(upsert);
           render();
-        } catch (e) { if (e instanceof Gone) return; }
+          setOffline(false);
+        } catch (e) {
+          if (e instanceof Gone) return;
+          if (!signal.aborted) setOffline(true);
+        }
         await sleep(1000, signal);
       } while (Date.now() < until);
     }
@@ -406,6 +432,7 @@
       if (token !== t) throw new Gone();
       if (res.status === 401) { expire(); throw new Gone(); }
       if (res.status !== 200 || !res.body) throw new Error('no event stream');
+      setOffline(false);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';
       let type = '';
