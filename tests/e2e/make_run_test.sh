@@ -263,14 +263,16 @@ until [ -s "$data/outbox/$job.eml" ]; do
   [ $SECONDS -lt $deadline ] || fail "no email $data/outbox/$job.eml after 60 s"
   sleep 0.5
 done
-"$py" - "$data/outbox/$job.eml" "$mp3_fid" <<'PY' || fail "the email is not the one expected"
+"$py" - "$data/outbox/$job.eml" "$mp3_fid" "$job" <<'PY' || fail "the email is not the one expected"
 import email, email.policy, sys
 msg = email.message_from_binary_file(open(sys.argv[1], "rb"), policy=email.policy.default)
 if "admin@localhost" not in str(msg["To"]):
     sys.exit("the email is addressed to %s, not admin@localhost" % msg["To"])
 text = "".join(p.get_content() for p in msg.walk() if p.get_content_maintype() == "text")
-if "download?fid=" + sys.argv[2] not in text:
-    sys.exit("the email (%s) does not link the MP3" % msg["Subject"])
+if "/#job=" + sys.argv[3] not in text:
+    sys.exit("the email (%s) does not link the job on the web page" % msg["Subject"])
+if sys.argv[2] not in text:
+    sys.exit("the email (%s) does not give the MP3's file id" % msg["Subject"])
 PY
 step "email in outbox/$job.eml"
 
