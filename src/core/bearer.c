@@ -13,23 +13,6 @@ const char *bearer_token(struct http_req *req)
     return tok;
 }
 
-const char *bearer_token_or_query(struct http_req *req)
-{
-    const char *q = http_req_query(req, "access_token");
-    if (q == NULL)
-        return bearer_token(req);
-    if (http_req_header(req, "Authorization") != NULL) {
-        http_reply_error(req, 400, "invalid_request",
-                         "send the token in the Authorization header or in access_token, not both");
-        return NULL;
-    }
-    if (q[0] == '\0') {
-        bearer_reply_invalid(req, TOKEN_EMALFORMED);
-        return NULL;
-    }
-    return q;
-}
-
 void bearer_reply_invalid(struct http_req *req, int rc)
 {
     http_reply_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");

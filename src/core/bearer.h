@@ -11,15 +11,6 @@
 /* The request's bearer token, or NULL after replying 401 missing_token. */
 const char *bearer_token(struct http_req *req);
 
-/*
- * The same, but a request without the header may carry the token as the
- * access_token query parameter (RFC 6750 §2.3): for links that cannot send
- * headers (an <audio> source, a download link). A request with both gets
- * 400 invalid_request. Only for GETs whose answer is the caller's own
- * data: a URL can end up in a history or a proxy's log.
- */
-const char *bearer_token_or_query(struct http_req *req);
-
 /* Replies 401 for a token that failed verification with TOKEN_E* code rc. */
 void bearer_reply_invalid(struct http_req *req, int rc);
 

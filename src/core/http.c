@@ -102,6 +102,11 @@ const char *http_req_query(const struct http_req *req, const char *name)
     return MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
 }
 
+const char *http_req_cookie(const struct http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_COOKIE_KIND, name);
+}
+
 const char *http_req_param(const struct http_req *req, const char *name)
 {
     return router_param(&req->params, name);

@@ -112,6 +112,8 @@ const char *http_req_path(const struct http_req *req);
 const char *http_req_header(const struct http_req *req, const char *name);
 /* Query-string argument, or NULL. */
 const char *http_req_query(const struct http_req *req, const char *name);
+/* Cookie value by name, from the Cookie header, or NULL. */
+const char *http_req_cookie(const struct http_req *req, const char *name);
 /* Route parameter (":id" in the pattern), or NULL. */
 const char *http_req_param(const struct http_req *req, const char *name);
 /* The body, NUL-terminated (the length excludes the NUL); "" when none. */

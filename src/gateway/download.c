@@ -10,6 +10,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 
 struct download {
     struct gateway *gw;
@@ -171,4 +173,43 @@ void gw_handle_download(struct http_req *req, void *ctx)
         return;
     }
     http_reply_stream(req, status, "audio/mpeg", length, read_part, d, download_done);
+}
+
+/*
+ * POST /download-session: the caller's token (Authorization: Bearer) as an
+ * HttpOnly, SameSite=Strict cookie for the path /download alone, so the
+ * web page's <audio> and download links reach their MP3s without a token
+ * in the URL (where it would stay in the browser's history and download
+ * list, and in proxies' logs). It lasts as long as the token. DELETE
+ * clears it (no token needed: logging out).
+ */
+void gw_handle_download_session(struct http_req *req, void *ctx)
+{
+    struct gateway *gw = ctx;
+    /* Secure when the client reached a proxy over HTTPS (it can only make
+     * the cookie stricter) */
+    const char *proto = http_req_header(req, "X-Forwarded-Proto");
+    const char *secure = proto != NULL && strcasecmp(proto, "https") == 0 ? "; Secure" : "";
+    char cookie[TOKEN_MAX_LEN + 160];
+    if (strcmp(http_req_method(req), "DELETE") == 0) {
+        snprintf(cookie, sizeof(cookie),
+                 GW_DOWNLOAD_COOKIE "=; Path=/download; HttpOnly; SameSite=Strict; Max-Age=0%s",
+                 secure);
+        http_reply_header(req, "Set-Cookie", cookie);
+        http_reply_json(req, 200, json_pack("{s:b}", "ok", 1));
+        return;
+    }
+    struct token_claims who;
+    if (gw_caller(gw, req, &who) != 0)
+        return;
+    const char *tok = token_bearer(http_req_header(req, "Authorization"));
+    long long left = who.exp - (long long)time(NULL);
+    snprintf(cookie, sizeof(cookie),
+             GW_DOWNLOAD_COOKIE "=%s; Path=/download; HttpOnly; SameSite=Strict; Max-Age=%lld%s",
+             tok, left > 0 ? left : 0, secure);
+    if (strlen(tok) > TOKEN_MAX_LEN || http_reply_header(req, "Set-Cookie", cookie) != 0) {
+        http_reply_error(req, 400, "invalid_request", "the token cannot be kept in a cookie");
+        return;
+    }
+    http_reply_json(req, 200, json_pack("{s:b, s:I}", "ok", 1, "expires_in", (json_int_t)left));
 }

@@ -52,6 +52,7 @@ struct events {
     bool oom;
     struct timespec opened, last_write;
     double ping_seconds; /* a comment after this long without a write */
+    json_t *snapshot;    /* the first read's jobs, while it runs */
 };
 
 static double seconds_since(const struct timespec *t)
@@ -108,13 +109,17 @@ static void put_event(struct events *e, const char *name, json_t *data)
     free(text);
 }
 
-/* jobs_list callback of a tick: a job event for each change. */
+/* jobs_list callback: remembers what the client gets of each job, and
+ * queues an event for each change (or, for the first read, adds every job
+ * to the snapshot: both from the same read, so no change falls between). */
 static int on_job(const struct job *j, void *ctx)
 {
     struct events *e = ctx;
     if (e->nnext == EVENTS_JOBS)
         return 0;
-    if (changed(e, j))
+    if (e->snapshot != NULL)
+        json_array_append_new(e->snapshot, gw_job_json(j));
+    else if (changed(e, j))
         put_event(e, "job", gw_job_json(j));
     struct seen *s = &e->next[e->nnext++];
     memcpy(s->id, j->id, sizeof(s->id));
@@ -122,14 +127,6 @@ static int on_job(const struct job *j, void *ctx)
     s->notified_at = j->notified_at;
     s->status = j->status;
     s->progress = j->progress;
-    return 0;
-}
-
-/* jobs_list callback of the first read: the snapshot. */
-static int on_first(const struct job *j, void *ctx)
-{
-    json_t *jobs = ctx;
-    json_array_append_new(jobs, gw_job_json(j));
     return 0;
 }
 
@@ -223,17 +220,16 @@ void gw_handle_events(struct http_req *req, void *ctx)
 
     /* The snapshot, read before answering so a store that is down gets
      * the usual 503 rather than a stream that ends at once. */
-    json_t *jobs = json_array();
-    int rc = jobs_list(gw->jobs, e->owner, 0, "", EVENTS_JOBS, on_first, jobs);
-    if (rc == JOBS_OK)
-        rc = tick(e); /* the same jobs, remembered as sent */
+    e->snapshot = json_array();
+    int rc = tick(e);
+    json_t *jobs = e->snapshot;
+    e->snapshot = NULL;
     if (rc != JOBS_OK) {
         json_decref(jobs);
         events_done(e);
         gw_reply_jobs_error(req, rc);
         return;
     }
-    e->len = 0; /* tick's events repeat the snapshot: drop them */
     put(e, "retry: 2000\n\n");
     put_event(e, "jobs", json_pack("{s:o}", "jobs", jobs));
     if (e->oom) {

@@ -47,7 +47,11 @@ int gw_caller(struct gateway *gw, struct http_req *req, struct token_claims *who
 
 int gw_caller_link(struct gateway *gw, struct http_req *req, struct token_claims *who)
 {
-    return caller_of(gw, req, bearer_token_or_query(req), who);
+    const char *cookie = http_req_header(req, "Authorization") == NULL
+                             ? http_req_cookie(req, GW_DOWNLOAD_COOKIE)
+                             : NULL;
+    return caller_of(gw, req, cookie != NULL && cookie[0] != '\0' ? cookie : bearer_token(req),
+                     who);
 }
 
 void gw_reply_blob_error(struct http_req *req, int rc)
@@ -260,6 +264,8 @@ size_t gateway_routes(const struct config *cfg, struct http_route *out, size_t m
         {"POST", "/upload", gw_handle_upload, (size_t)cfg->max_upload_bytes + FORM_OVERHEAD,
          &gw_upload_stream},
         {"GET", "/download", gw_handle_download, 0, NULL},
+        {"POST", "/download-session", gw_handle_download_session, 0, NULL},
+        {"DELETE", "/download-session", gw_handle_download_session, 0, NULL},
         {"GET", "/jobs", gw_handle_jobs, 0, NULL},
         {"GET", "/jobs/events", gw_handle_events, 0, NULL}, /* before /jobs/:id */
         {"GET", "/jobs/:id", gw_handle_job, 0, NULL},

@@ -44,9 +44,11 @@ struct gateway {
  */
 int gw_caller(struct gateway *gw, struct http_req *req, struct token_claims *who);
 
-/* The same, also taking the token from the access_token query parameter
- * (bearer_token_or_query): for GET /download, which <audio> and download
- * links reach without headers. */
+/* The same, but a request without Authorization may carry the token in
+ * the cookie GW_DOWNLOAD_COOKIE (set by POST /download-session, sent by
+ * the browser to /download only): for GET /download, which <audio> and
+ * download links reach without headers. */
+#define GW_DOWNLOAD_COOKIE "vid2mp3_download"
 int gw_caller_link(struct gateway *gw, struct http_req *req, struct token_claims *who);
 
 /* Reply for a failed blob or jobs store call (503 when unreachable, else
@@ -71,8 +73,10 @@ bool gw_etag_matches(const char *inm, const char *etag);
 /* GET /jobs/events: the caller's jobs as Server-Sent Events (events.c). */
 void gw_handle_events(struct http_req *req, void *ctx);
 
-/* GET /download (download.c). */
+/* GET /download, and POST and DELETE /download-session, which set and
+ * clear the cookie gw_caller_link takes (download.c). */
 void gw_handle_download(struct http_req *req, void *ctx);
+void gw_handle_download_session(struct http_req *req, void *ctx);
 
 /* GET /jobs and GET /jobs/:id (jobs_api.c). */
 void gw_handle_jobs(struct http_req *req, void *ctx);

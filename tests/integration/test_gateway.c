@@ -1160,47 +1160,86 @@ static void download_isolation(void **state)
     free(mp3.data);
 }
 
-/* The token as a query parameter: for <audio> and download links, which
- * cannot send headers. Only on /download. */
-static void download_with_access_token(void **state)
+/* The web page's <audio> and download links carry no header: POST
+ * /download-session turns the caller's token into an HttpOnly cookie for
+ * /download alone, which DELETE clears. No token in any URL. */
+static void download_with_cookie(void **state)
 {
     (void)state;
-    char path[TOKEN_MAX_LEN + 128];
+    char path[128], cookie[TOKEN_MAX_LEN + 64], buf[TOKEN_MAX_LEN + 256], want[TOKEN_MAX_LEN + 128];
     struct th_resp r;
-    snprintf(path, sizeof(path), "/download?fid=%s&access_token=%s", mp3_fid, admin_token);
-    const char *range[] = {"Range: bytes=100-199", NULL};
-    gw_request("GET", path, NULL, range, NULL, NULL, &r);
+    gw_request("POST", "/download-session", admin_token, NULL, NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_non_null(th_header(&r, "Set-Cookie", buf, sizeof(buf)));
+    snprintf(
+        want, sizeof(want),
+        "vid2mp3_download=%s; Path=/download; HttpOnly; SameSite=Strict; Max-Age=", admin_token);
+    if (strncmp(buf, want, strlen(want)) != 0)
+        fail_msg("Set-Cookie: %s", buf);
+    long max_age = atol(buf + strlen(want));
+    assert_true(max_age > 3600 && max_age <= 24 * 3600); /* the token's lifetime */
+    assert_null(strstr(buf, "Secure"));                  /* plain HTTP here */
+    th_resp_free(&r);
+    const char *https[] = {"X-Forwarded-Proto: https", NULL};
+    gw_request("POST", "/download-session", admin_token, https, NULL, NULL, &r);
+    assert_non_null(strstr(th_header(&r, "Set-Cookie", buf, sizeof(buf)), "; Secure"));
+    th_resp_free(&r);
+
+    /* the cookie is what the browser sends back */
+    download_path(path, sizeof(path), mp3_fid);
+    snprintf(cookie, sizeof(cookie), "Cookie: theme=dark; vid2mp3_download=%s", admin_token);
+    const char *with_range[] = {cookie, "Range: bytes=100-199", NULL};
+    gw_request("GET", path, NULL, with_range, NULL, NULL, &r);
     assert_int_equal(r.status, 206);
     assert_int_equal(r.len, 100);
     assert_memory_equal(r.body, mp3.data + 100, 100);
     th_resp_free(&r);
-    /* both ways at once is refused, even with the same token */
-    gw_request("GET", path, admin_token, NULL, NULL, NULL, &r);
-    th_assert_error(&r, 400, "invalid_request");
-    th_resp_free(&r);
-    /* the query token is checked like the header's */
-    snprintf(path, sizeof(path), "/download?fid=%s&access_token=%s", mp3_fid, plain_token);
-    get(path, NULL, &r);
+    /* checked like the header: someone else's file, bad tokens */
+    snprintf(cookie, sizeof(cookie), "Cookie: vid2mp3_download=%s", plain_token);
+    const char *plain[] = {cookie, NULL};
+    gw_request("GET", path, NULL, plain, NULL, NULL, &r);
     th_assert_error(&r, 404, "not_found");
     th_resp_free(&r);
     char *forged = th_forge_jwt("none", NULL, "{\"sub\":\"" ADMIN "\",\"admin\":true}");
-    const char *bad[] = {"", "x", "a.b.c", forged};
-    for (int i = 0; i < 4; i++) {
-        snprintf(path, sizeof(path), "/download?fid=%s&access_token=%s", mp3_fid, bad[i]);
-        get(path, NULL, &r);
+    const char *bad[] = {"x", "a.b.c", forged};
+    for (int i = 0; i < 3; i++) {
+        snprintf(cookie, sizeof(cookie), "Cookie: vid2mp3_download=%s", bad[i]);
+        const char *h[] = {cookie, NULL};
+        gw_request("GET", path, NULL, h, NULL, NULL, &r);
         if (r.status != 401)
-            fail_msg("access_token '%s': status %ld", bad[i], r.status);
+            fail_msg("cookie '%s': status %ld", bad[i], r.status);
         th_resp_free(&r);
     }
     free(forged);
-    /* nowhere else: the jobs API and uploads want the header */
-    snprintf(path, sizeof(path), "/jobs?access_token=%s", admin_token);
-    get(path, NULL, &r);
+    /* the header wins over the cookie */
+    gw_request("GET", path, plain_token, with_range, NULL, NULL, &r);
+    th_assert_error(&r, 404, "not_found");
+    th_resp_free(&r);
+
+    /* nowhere else, and never a token in the query */
+    snprintf(cookie, sizeof(cookie), "Cookie: vid2mp3_download=%s", admin_token);
+    const char *admin_cookie[] = {cookie, NULL};
+    gw_request("GET", "/jobs", NULL, admin_cookie, NULL, NULL, &r);
     th_assert_error(&r, 401, "missing_token");
     th_resp_free(&r);
-    snprintf(path, sizeof(path), "/jobs/events?access_token=%s", admin_token);
-    get(path, NULL, &r);
+    char qpath[TOKEN_MAX_LEN + 128];
+    snprintf(qpath, sizeof(qpath), "/download?fid=%s&access_token=%s", mp3_fid, admin_token);
+    get(qpath, NULL, &r);
     th_assert_error(&r, 401, "missing_token");
+    th_resp_free(&r);
+
+    /* setting it needs a valid token; clearing it does not */
+    gw_request("POST", "/download-session", NULL, NULL, NULL, NULL, &r);
+    th_assert_error(&r, 401, "missing_token");
+    th_resp_free(&r);
+    gw_request("POST", "/download-session", "a.b.c", NULL, NULL, NULL, &r);
+    assert_int_equal(r.status, 401);
+    assert_null(th_header(&r, "Set-Cookie", buf, sizeof(buf)));
+    th_resp_free(&r);
+    gw_request("DELETE", "/download-session", NULL, NULL, NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(th_header(&r, "Set-Cookie", buf, sizeof(buf)),
+                        "vid2mp3_download=; Path=/download; HttpOnly; SameSite=Strict; Max-Age=0");
     th_resp_free(&r);
 }
 
@@ -1629,7 +1668,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(jobs_list_and_get),
         cmocka_unit_test(download_whole),
         cmocka_unit_test(download_ranges),
-        cmocka_unit_test(download_with_access_token),
+        cmocka_unit_test(download_with_cookie),
         cmocka_unit_test(download_isolation),
         cmocka_unit_test(web_page),
         cmocka_unit_test(events_stream),
