@@ -27,14 +27,29 @@
   let xhr = null; // the upload in flight
   let wantJob = null; // from /#job=ID
 
+  let downloads = false; // the download cookie is set for this token (POST /download-session)
+  let downloadsTimer = 0;
+  let downloadsDelay = 3000;
+  let downloadsError = ''; // the error shown while it fails
+
   class Gone extends Error {} // the session ended (401 or log out) while waiting
+  class HttpError extends Error { // the server answered with an error status
+    constructor(message, status) { super(message); this.status = status; }
+  }
 
   const say = (msg) => { el.status.textContent = msg; };
-  let offline = false;
-  const setOffline = (v) => {
-    if (v === offline) return;
-    offline = v;
-    say(v ? 'The connection to the server was lost. Retrying…' : 'Connected to the server again.');
+  const sentence = (msg) => String(msg).replace(/[.!?]?$/, '.');
+  // What keeps the jobs from updating: null (nothing), else the text shown.
+  let trouble = null;
+  // false: updates work; true: no answer (network); a string: the server's error.
+  const setTrouble = (what) => {
+    const text = what === false ? null
+      : what === true ? 'The connection to the server was lost. Retrying…'
+        : 'The server could not send updates: ' + sentence(what) + ' Retrying…';
+    if (text === trouble) return;
+    const was = trouble;
+    trouble = text;
+    say(text || (was ? 'Connected to the server again.' : ''));
   };
   const showError = (msg) => { el.error.textContent = msg || ''; el.error.hidden = !msg; };
   const errorOf = (body, status) =>
@@ -50,7 +65,7 @@
     if (token !== t) throw new Gone();
     if (res.status === 401) { expire(); throw new Gone(); }
     const body = parse(await res.text());
-    if (!res.ok) throw new Error(errorOf(body, res.status));
+    if (!res.ok) throw new HttpError(errorOf(body, res.status), res.status);
     return body;
   }
 
@@ -67,11 +82,56 @@
     } catch (e) { return ''; }
   }
 
+  // POST /download-session: the token becomes an HttpOnly cookie for
+  // /download alone, which the players and download links then use (no
+  // token in any URL). Until it is set, done jobs show no player or link;
+  // a failure other than 401 is shown and retried. One call at a time per token.
+  let downloadsCall = null; // {t, p}: the POST in flight for token t
+  function openDownloads() {
+    if (!token) return Promise.resolve();
+    if (downloadsCall && downloadsCall.t === token) return downloadsCall.p;
+    const p = postDownloads(token).finally(() => { if (downloadsCall && downloadsCall.p === p) downloadsCall = null; });
+    downloadsCall = { t: token, p };
+    return p;
+  }
+
+  async function postDownloads(t) {
+    clearTimeout(downloadsTimer);
+    let why;
+    try {
+      const res = await fetch('/download-session', {
+        method: 'POST', credentials: 'same-origin', cache: 'no-store',
+        headers: { Authorization: 'Bearer ' + t },
+      });
+      if (token !== t) return;
+      if (res.status === 401) { expire(); return; }
+      if (res.ok) {
+        downloads = true;
+        downloadsDelay = 3000;
+        if (downloadsError && el.error.textContent === downloadsError) showError('');
+        downloadsError = '';
+        for (const e of jobs.values()) fill(e);
+        return;
+      }
+      why = errorOf(parse(await res.text()), res.status);
+    } catch (e) {
+      if (token !== t) return;
+      why = 'the server could not be reached';
+    }
+    downloadsError = 'Players and downloads are unavailable for now: ' + sentence(why) + ' Retrying…';
+    showError(downloadsError);
+    downloadsTimer = setTimeout(openDownloads, downloadsDelay);
+    downloadsDelay = Math.min(downloadsDelay * 2, 60000);
+  }
+
   async function enter() {
     el.loginView.hidden = true;
     el.appView.hidden = false;
     el.who.hidden = false;
     el.whoName.textContent = userName(token);
+    const t = token;
+    await openDownloads();
+    if (token !== t) return; // 401: back at the login form
     try {
       const b = await api('/jobs?limit=' + PAGE);
       b.jobs.forEach(upsert);
@@ -80,7 +140,7 @@
       el.jobsEmpty.hidden = jobs.size > 0;
     } catch (e) {
       if (e instanceof Gone) return;
-      if (e instanceof TypeError) setOffline(true); // no answer: the live updates retry
+      if (e instanceof TypeError) setTrouble(true); // no answer: the live updates retry
       else showError(e.message);
     }
     reveal(true);
@@ -92,7 +152,11 @@
     if (live) live.abort();
     live = null;
     token = null;
-    offline = false;
+    trouble = null;
+    downloads = false;
+    downloadsError = '';
+    downloadsDelay = 3000;
+    clearTimeout(downloadsTimer);
     sessionStorage.removeItem(TOKEN_KEY);
     jobs.clear();
     el.jobsList.replaceChildren();
@@ -139,7 +203,30 @@
     }
   });
 
-  el.logout.addEventListener('click', () => { leave(); say('Logged out.'); });
+  // The cookie is the browser's, not this tab's: a log out or another login
+  // in another tab changes it. Set it again for this tab's token when the
+  // tab comes back into view.
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState === 'visible' && token && !el.logout.disabled) openDownloads();
+  });
+
+  // Log out: clear the download cookie (best effort), then forget the token.
+  el.logout.addEventListener('click', async () => {
+    const t = token;
+    if (!t || el.logout.disabled) return;
+    el.logout.disabled = true;
+    say('Logging out…');
+    // a POST still in flight would set the cookie again after the DELETE
+    if (downloadsCall) await Promise.race([downloadsCall.p, new Promise((r) => setTimeout(r, 5000))]);
+    try {
+      await fetch('/download-session', {
+        method: 'DELETE', credentials: 'same-origin', cache: 'no-store', signal: AbortSignal.timeout(5000),
+      });
+    } catch (e) { /* the cookie ends with the token anyway */ }
+    el.logout.disabled = false;
+    if (token === t) leave();
+    say('Logged out.');
+  });
 
   // --- upload --------------------------------------------------------------
   (function fillQuality() {
@@ -234,6 +321,7 @@
 
   // --- jobs ----------------------------------------------------------------
   const STATUS = { queued: 'Queued', converting: 'Converting', done: 'Done', failed: 'Failed' };
+  const running = (j) => j.status === 'queued' || j.status === 'converting';
   const mmss = (s) => { s = Math.round(s); return Math.floor(s / 60) + ':' + String(s % 60).padStart(2, '0'); };
   const size = (b) => (b < 1048576 ? Math.max(1, Math.round(b / 1024)) + ' KB' : (b / 1048576).toFixed(1) + ' MB');
   const mp3Name = (name) => (String(name || '').replace(/\.[^./\\]*$/, '') || 'audio') + '.mp3';
@@ -289,8 +377,7 @@
     }
     p.badge.textContent = STATUS[j.status] || j.status;
     p.badge.className = 'badge ' + (STATUS[j.status] ? j.status : '');
-    const running = j.status === 'queued' || j.status === 'converting';
-    p.bar.hidden = !running;
+    p.bar.hidden = !running(j);
     p.bar.value = Math.min(1, Math.max(0, Number(j.progress) || 0));
     p.bar.setAttribute('aria-valuetext', Math.round(p.bar.value * 100) + '%');
     let meta = '';
@@ -304,9 +391,8 @@
     p.meta.hidden = !meta;
     p.fail.textContent = j.status === 'failed' ? (j.error || 'The conversion failed.') : '';
     p.fail.hidden = j.status !== 'failed';
-    if (j.status === 'done' && j.mp3_fid && !p.media.firstChild) {
-      const url = '/download?fid=' + encodeURIComponent(j.mp3_fid) +
-        '&access_token=' + encodeURIComponent(token);
+    if (j.status === 'done' && j.mp3_fid && downloads && !p.media.firstChild) {
+      const url = '/download?fid=' + encodeURIComponent(j.mp3_fid); // the cookie authorizes it
       const audio = make('audio', 'player', 'player');
       audio.controls = true;
       audio.preload = 'none';
@@ -324,11 +410,21 @@
   const newestFirst = (a, b) =>
     (b.job.created_at || '').localeCompare(a.job.created_at || '') || b.job.job_id.localeCompare(a.job.job_id);
 
+  // Puts the items in order, moving only those out of place (a new job is
+  // one insert). The item holding the focus is never moved: moving it would
+  // send the focus to <body>; the others move around it instead.
   function render() {
+    const list = el.jobsList;
     const order = [...jobs.values()].sort(newestFirst);
-    const now = el.jobsList.children;
-    if (order.length !== now.length || order.some((e, i) => now[i] !== e.node)) {
-      el.jobsList.append(...order.map((e) => e.node)); // moves, keeping players playing
+    const active = document.activeElement;
+    const pinned = active && active !== document.body && list.contains(active)
+      ? [...list.children].find((n) => n.contains(active)) : null;
+    let ref = list.firstChild;
+    for (const { node } of order) {
+      if (node === ref) { ref = node.nextSibling; continue; }
+      // the items between ref and the pinned one come later: they move after it
+      if (node === pinned) { ref = node.nextSibling; continue; }
+      list.insertBefore(node, ref);
     }
     el.jobsEmpty.hidden = jobs.size > 0;
     el.more.hidden = !nextBefore;
@@ -381,14 +477,38 @@
 
   // --- live updates: SSE over fetch, polling as the fallback ----------------
   const sleep = (ms, signal) => new Promise((resolve) => {
-    const t = setTimeout(resolve, ms);
-    signal.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
+    const done = () => { clearTimeout(t); signal.removeEventListener('abort', done); resolve(); };
+    const t = setTimeout(done, signal.aborted ? 0 : ms);
+    signal.addEventListener('abort', done);
   });
 
   function startLive() {
     if (live) live.abort();
     live = new AbortController();
     liveLoop(live.signal);
+    olderLoop(live.signal);
+  }
+
+  // The stream and the polls cover the newest PAGE jobs; a job shown past
+  // them (Show older files, or pushed down by new ones) that is still
+  // queued or converting is asked for alone every ~2 s until it ends.
+  async function olderLoop(signal) {
+    while (!signal.aborted) {
+      await sleep(2000, signal);
+      const older = [...jobs.values()].sort(newestFirst).slice(PAGE).filter((e) => running(e.job) && !e.gone);
+      let changed = false;
+      for (const e of older) {
+        if (signal.aborted) return;
+        try {
+          upsert(await api('/jobs/' + encodeURIComponent(e.job.job_id), { signal }));
+          changed = true;
+        } catch (err) {
+          if (err instanceof Gone) return;
+          if (err instanceof HttpError && err.status === 404) e.gone = true; // deleted: stop asking
+        }
+      }
+      if (changed && !signal.aborted) render();
+    }
   }
 
   async function liveLoop(signal) {
@@ -402,10 +522,11 @@
           const b = await api('/jobs?limit=' + PAGE, { signal });
           b.jobs.forEach(upsert);
           render();
-          setOffline(false);
+          setTrouble(false);
         } catch (e) {
           if (e instanceof Gone) return;
-          if (!signal.aborted) setOffline(true);
+          // an HTTP error says what the server wrote; no answer is a lost connection
+          if (!signal.aborted) setTrouble(e instanceof HttpError ? e.message : true);
         }
         await sleep(1000, signal);
       } while (Date.now() < until);
@@ -432,7 +553,7 @@
       if (token !== t) throw new Gone();
       if (res.status === 401) { expire(); throw new Gone(); }
       if (res.status !== 200 || !res.body) throw new Error('no event stream');
-      setOffline(false);
+      setTrouble(false);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';
       let type = '';

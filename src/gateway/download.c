@@ -180,8 +180,8 @@ void gw_handle_download(struct http_req *req, void *ctx)
  * HttpOnly, SameSite=Strict cookie for the path /download alone, so the
  * web page's <audio> and download links reach their MP3s without a token
  * in the URL (where it would stay in the browser's history and download
- * list, and in proxies' logs). It lasts as long as the token. DELETE
- * clears it (no token needed: logging out).
+ * list, and in proxies' logs). It is a session cookie, and the token in
+ * it expires as usual. DELETE clears it (no token needed: logging out).
  */
 void gw_handle_download_session(struct http_req *req, void *ctx)
 {
@@ -204,9 +204,11 @@ void gw_handle_download_session(struct http_req *req, void *ctx)
         return;
     const char *tok = token_bearer(http_req_header(req, "Authorization"));
     long long left = who.exp - (long long)time(NULL);
+    /* no Max-Age: the cookie goes when the browser closes, or before with
+     * the token inside it (the page's token lives in one tab's
+     * sessionStorage; a day-long cookie would outlive it) */
     snprintf(cookie, sizeof(cookie),
-             GW_DOWNLOAD_COOKIE "=%s; Path=/download; HttpOnly; SameSite=Strict; Max-Age=%lld%s",
-             tok, left > 0 ? left : 0, secure);
+             GW_DOWNLOAD_COOKIE "=%s; Path=/download; HttpOnly; SameSite=Strict%s", tok, secure);
     if (strlen(tok) > TOKEN_MAX_LEN || http_reply_header(req, "Set-Cookie", cookie) != 0) {
         http_reply_error(req, 400, "invalid_request", "the token cannot be kept in a cookie");
         return;

@@ -188,7 +188,9 @@ async function shot(page, name) {
   await page.screenshot({ path: path.join(OUT, `${String(shotNo).padStart(2, '0')}-${name}.png`), fullPage: true });
 }
 
-async function newPage(browser, srv, opts = {}) {
+// allow(path, text): more failed requests this page provokes on purpose
+// (a route answering 503, say), beyond those every page may see.
+async function newPage(browser, srv, opts = {}, allow = () => false) {
   const context = await browser.newContext({ acceptDownloads: true, baseURL: srv.base, ...opts });
   await context.exposeBinding('__cspViolation', (_src, v) => { problems.push('CSP violation: ' + v); });
   await context.addInitScript(() => {
@@ -203,13 +205,12 @@ async function newPage(browser, srv, opts = {}) {
     const line = `[${srv.name}] ${m.type()}: ${m.text()} ${url}`;
     consoleLog.push(line);
     // A failed request is logged as an error. The tests provoke some: refused
-    // logins and uploads, bad tokens, a refused event stream, and every request
-    // to the server they kill. Any other
-    // error (a script error, a CSP refusal, a missing file) is a problem.
+    // logins and uploads, bad tokens, every request to the server they kill,
+    // and what a page's allow() names. Any other error (a script error, a CSP
+    // refusal, a missing file, a 503 from the event stream) is a problem.
     const where = new URL(url, srv.base).pathname;
     const expected = /^Failed to load resource: /.test(m.text()) && (srv.killed ||
-      /status of 401 /.test(m.text()) || ['/login', '/upload'].includes(where) ||
-      (where === '/jobs/events' && /status of 503 /.test(m.text())));
+      /status of 401 /.test(m.text()) || ['/login', '/upload'].includes(where) || allow(where, m.text()));
     if (m.type() === 'error' && !expected) problems.push(line);
   });
   page.on('pageerror', (e) => problems.push(`[${srv.name}] page error: ${e.message}`));
@@ -231,6 +232,54 @@ async function waitError(page, timeout = 10000) {
 }
 const token = (page) => page.evaluate(() => sessionStorage.getItem('vid2mp3.token'));
 const jobItem = (id) => `li[data-testid=job][data-job-id="${id}"]`;
+
+// The URLs in the page (links, players, sources, anything with src or href)
+// that carry a token: none may, since the download cookie replaced them.
+async function tokenUrls(page, tok) {
+  return page.evaluate((t) => [...document.querySelectorAll('[href], [src]')]
+    .map((n) => n.getAttribute('href') || n.getAttribute('src') || '')
+    .filter((u) => /access_token/i.test(u) || (t && (u.includes(t) || u.includes(encodeURIComponent(t))))), tok);
+}
+
+// For the main page: keeps what arrives over /jobs/events in
+// window.__sse (the page reads a tee of the same body), the time the answer
+// to POST /download-session reached the page in window.__sessionAt, and
+// the time the first player or download link appeared in window.__firstMediaAt.
+function watchPageInit() {
+  window.__sse = '';
+  window.__sessionAt = null;
+  const fetch0 = window.fetch;
+  window.fetch = async function (input, init) {
+    const res = await fetch0.call(this, input, init);
+    const u = new URL(typeof input === 'string' ? input : input.url, location.href);
+    if (u.pathname === '/download-session' && res.ok && window.__sessionAt === null) window.__sessionAt = performance.now();
+    if (u.pathname !== '/jobs/events' || !res.body) return res;
+    const [mine, copy] = res.body.tee();
+    (async () => {
+      const r = copy.pipeThrough(new TextDecoderStream()).getReader();
+      for (;;) {
+        const { value, done } = await r.read().catch(() => ({ done: true }));
+        if (done) break;
+        window.__sse += value;
+      }
+    })();
+    return new Response(mine, { status: res.status, statusText: res.statusText, headers: res.headers });
+  };
+  window.__firstMediaAt = null;
+  new MutationObserver(() => {
+    if (window.__firstMediaAt === null &&
+        document.querySelector('audio[data-testid=player], a[data-testid=download]')) {
+      window.__firstMediaAt = performance.now();
+    }
+  }).observe(document, { childList: true, subtree: true });
+}
+// The "event: NAME" blocks in SSE text, as {type, data}.
+const sseEvents = (text) => text.split(/\r?\n\r?\n/).map((block) => {
+  const lines = block.split(/\r?\n/);
+  const type = (lines.find((l) => l.startsWith('event:')) || 'event: message').slice(6).trim();
+  const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5).replace(/^ /, '')).join('\n');
+  return { type, data };
+}).filter((e) => e.data);
 
 // Records the highest value the upload bar shows, and whether its box is visible.
 async function watchUploadBar(page) {
@@ -274,15 +323,21 @@ try {
       '--autoplay-policy=no-user-gesture-required'],
   });
 
-  const { page } = await newPage(browser, srv);
+  const { page, context: mainContext } = await newPage(browser, srv);
+  await mainContext.addInitScript(watchPageInit);
   const events = []; // responses of /jobs/events and the polls
+  const sessions = []; // responses of /download-session
   page.on('response', (r) => {
     const u = new URL(r.url());
     if (u.pathname === '/jobs/events' || (u.pathname === '/jobs' && !u.searchParams.has('before'))) {
       events.push({ path: u.pathname, status: r.status(), at: Date.now() });
     }
+    if (u.pathname === '/download-session') {
+      sessions.push({ method: r.request().method(), status: r.status(), at: Date.now() });
+    }
   });
   let jobId = null;
+  let jobFid = null;
 
   await check('the page is served with its Content-Security-Policy', async () => {
     const r = await page.goto('/');
@@ -307,13 +362,22 @@ try {
     await shot(page, 'login-wrong-password');
   });
 
-  await check('the admin logs in; the token is kept in sessionStorage', async () => {
+  await check('the admin logs in; the token is kept in sessionStorage; the download cookie is set', async () => {
+    const set = page.waitForResponse((r) => new URL(r.url()).pathname === '/download-session');
     await login(page, ADMIN);
+    const r = await set;
+    assert(r.request().method() === 'POST' && r.ok(), `${r.request().method()} /download-session answered ${r.status()}`);
+    assert((await r.request().allHeaders()).authorization === 'Bearer ' + await token(page),
+      'POST /download-session did not carry the token in Authorization');
+    const cookie = (await mainContext.cookies()).find((c) => c.name === 'vid2mp3_download');
+    assert(cookie && cookie.httpOnly && cookie.path === '/download' && cookie.sameSite === 'Strict',
+      `the download cookie is ${JSON.stringify(cookie)}`);
     await page.waitForSelector('#app-view:not([hidden])');
     assert(await page.isHidden('#error'), 'the earlier error is still shown');
     assert((await token(page) || '').split('.').length === 3, 'no JWT in sessionStorage');
     assert((await page.textContent('#who-name')) === ADMIN.email, 'the user\'s email is not shown');
     await shot(page, 'logged-in');
+    return `POST /download-session ${r.status()}`;
   });
 
   await check('uploading a video moves the upload progress bar and lists the job', async () => {
@@ -345,22 +409,33 @@ try {
     const job = await page.evaluate(async (id) => (await fetch('/jobs/' + id, {
       headers: { Authorization: 'Bearer ' + sessionStorage.getItem('vid2mp3.token') } })).json(), jobId);
     assert(job.options && job.options.quality === 4, `the quality chosen (V4) reached the job as ${JSON.stringify(job.options)}`);
+    jobFid = job.mp3_fid;
     await shot(page, 'job-done');
     return meta;
   });
 
-  await check('live updates arrive (event stream, or polling while it is unavailable)', async () => {
+  await check('live updates arrive over the event stream (200, "event: job" for the upload)', async () => {
     const ev = events.filter((e) => e.path === '/jobs/events');
     assert(ev.length > 0, 'the page never asked for /jobs/events');
-    if (ev[0].status === 200) {
-      const opened = ev[0].at;
-      const polls = events.filter((e) => e.path === '/jobs' && e.at > opened + 500).length;
-      assert(polls <= 2, `the page polled /jobs ${polls} times while the event stream was open`);
-      return 'event stream';
-    }
-    const polls = events.filter((e) => e.path === '/jobs').length;
-    assert(polls >= 3, `/jobs/events answered ${ev[0].status} but the page polled only ${polls} times`);
-    return `polling; /jobs/events answered ${ev[0].status}`;
+    assert(ev[0].status === 200, `/jobs/events answered ${ev[0].status}`);
+    const got = sseEvents(await page.evaluate(() => window.__sse))
+      .filter((e) => e.type === 'job').map((e) => JSON.parse(e.data)).filter((j) => j.job_id === jobId);
+    assert(got.length > 0, `no "event: job" for ${jobId} arrived over /jobs/events`);
+    assert(got.some((j) => j.status === 'done'), `the stream never said the job is done: ${got.map((j) => j.status).join(', ')}`);
+    const opened = ev[0].at;
+    const polls = events.filter((e) => e.path === '/jobs' && e.at > opened + 500).length;
+    assert(polls <= 2, `the page polled /jobs ${polls} times while the event stream was open`);
+    return `${got.length} job events: ${[...new Set(got.map((j) => j.status))].join(', ')}`;
+  });
+
+  await check('no URL in the page carries the token (a[href], audio[src], source[src])', async () => {
+    const bad = await tokenUrls(page, await token(page));
+    assert(bad.length === 0, bad.join(' '));
+    const urls = await page.evaluate((sel) => [...document.querySelectorAll(`${sel} a[href], ${sel} audio[src]`)]
+      .map((n) => n.getAttribute('href') || n.getAttribute('src')), jobItem(jobId));
+    const want = '/download?fid=' + jobFid;
+    assert(urls.length === 2 && urls.every((u) => u === want), `the player and link are ${urls.join(', ')}`);
+    return want;
   });
 
   await check('the MP3 plays in the page', async () => {
@@ -389,13 +464,46 @@ try {
     const sync = b[0] === 0xff && (b[1] & 0xe0) === 0xe0;
     assert(id3 || sync, `the file starts with ${b.subarray(0, 4).toString('hex')}`);
     assert(b.length > 10000, `only ${b.length} bytes`);
-    return `${name}, ${b.length} bytes`;
+    return `${name}, ${b.length} bytes (by the cookie)`;
   });
 
-  await check('after a reload the session and the job are still there', async () => {
+  await check('keyboard focus stays on a Download link when a new job arrives', async () => {
+    const link = `${jobItem(jobId)} [data-testid=download]`;
+    await page.focus(jobItem(jobId));
+    for (let i = 0; i < 20 && !(await page.evaluate((s) => document.activeElement === document.querySelector(s), link)); i++) {
+      await page.keyboard.press('Tab');
+    }
+    const onLink = () => page.evaluate((s) => document.activeElement === document.querySelector(s), link);
+    assert(await onLink(), 'Tab from the job never reached its Download link');
+    const up = await apiUpload(srv, (await apiLogin(srv, ADMIN)).body.token, media.video, 'video/mp4');
+    assert(up.status === 202, `a direct upload answered ${up.status}`);
+    const other = up.body.job_id;
+    await page.waitForSelector(jobItem(other));
+    assert(await onLink(), `the focus moved to ${await page.evaluate(() => document.activeElement.outerHTML.slice(0, 80))} when the job arrived`);
+    await page.waitForSelector(`${jobItem(other)} .badge.done`, { timeout: 60000 });
+    assert(await onLink(), `the focus moved to ${await page.evaluate(() => document.activeElement.outerHTML.slice(0, 80))} while the job converted`);
+    const order = await page.$$eval('li[data-testid=job]', (l) => l.map((n) => n.dataset.jobId));
+    assert(order[0] === other && order[1] === jobId, `the jobs are in the order ${order.join(', ')}`);
+    const outline = await page.evaluate(() => parseFloat(getComputedStyle(document.activeElement).outlineWidth));
+    assert(outline >= 2, `the focused link has an outline of ${outline}px`);
+    await shot(page, 'focus-kept');
+  });
+
+  await check('after a reload the session and the job are still there; the cookie is set again first', async () => {
+    const before = sessions.length;
     await page.reload();
     await page.waitForSelector(`${jobItem(jobId)} .badge.done`);
+    await page.waitForSelector(`${jobItem(jobId)} [data-testid=download]`);
     assert(await page.isHidden('#login-view'), 'the login form is shown');
+    const again = sessions.slice(before);
+    assert(again.some((x) => x.method === 'POST' && x.status >= 200 && x.status < 300),
+      `after the reload /download-session answered ${JSON.stringify(again)}`);
+    const t = await page.evaluate(() => ({ set: window.__sessionAt, media: window.__firstMediaAt }));
+    assert(t.set !== null, 'the page got no answer to POST /download-session');
+    assert(t.media !== null && t.set <= t.media,
+      `the first player or link appeared at ${t.media} ms, POST /download-session ended at ${t.set} ms`);
+    const bad = await tokenUrls(page, await token(page));
+    assert(bad.length === 0, bad.join(' '));
     await shot(page, 'reloaded');
   });
 
@@ -429,14 +537,25 @@ try {
     return shown;
   });
 
-  await check('log out shows the login form and forgets the token', async () => {
+  await check('log out shows the login form, forgets the token and clears the download cookie', async () => {
+    const get = (fid) => page.evaluate(async (f) =>
+      (await fetch('/download?fid=' + f, { credentials: 'same-origin', cache: 'no-store' })).status, fid);
+    const was = await get(jobFid);
+    assert(was === 200, `before log out GET /download answered ${was}`);
+    const del = page.waitForResponse((r) => new URL(r.url()).pathname === '/download-session' &&
+      r.request().method() === 'DELETE');
     await page.click('#logout');
+    const d = await del;
+    assert(d.ok(), `DELETE /download-session answered ${d.status()}`);
     await page.waitForSelector('#login-form', { state: 'visible' });
     assert(await page.isHidden('#app-view'), 'the upload area is still shown');
     const left = await page.evaluate(() => sessionStorage.length);
     assert(left === 0, `sessionStorage still has ${left} item(s)`);
     assert((await page.$$('li[data-testid=job]')).length === 0, 'the jobs are still in the page');
+    const now = await get(jobFid);
+    assert(now === 401, `after log out GET /download answered ${now}`);
     await shot(page, 'logged-out');
+    return `DELETE ${d.status()}, then GET /download ${now}`;
   });
 
   await check('keyboard only: log in with Tab, typing and Enter; focus is visible', async () => {
@@ -469,12 +588,16 @@ try {
   });
 
   await check('keyboard only: Shift+Tab from the job reaches the file picker and the quality choice', async () => {
+    // through the controls of the newer job above it (uploaded by the focus check)
     const seen = [];
-    for (let i = 0; i < 8 && !seen.includes('quality'); i++) {
+    for (let i = 0; i < 24 && !seen.includes('quality'); i++) {
       await page.keyboard.press('Shift+Tab');
-      seen.push(await page.evaluate(() => document.activeElement.id));
+      seen.push(await page.evaluate(() => (document.activeElement.closest('#jobs') ? 'job:' : '') +
+        (document.activeElement.id || document.activeElement.tagName.toLowerCase())));
     }
-    assert(seen[0] === 'file-input' && seen.includes('quality'), `Shift+Tab goes through ${seen.join(', ')}`);
+    const pick = seen.indexOf('file-input');
+    assert(pick >= 0 && seen.slice(0, pick).every((x) => x.startsWith('job:')) && seen.indexOf('quality') > pick,
+      `Shift+Tab goes through ${seen.join(', ')}`);
     const outline = await page.evaluate(() => parseFloat(getComputedStyle(document.activeElement).outlineWidth));
     assert(outline >= 2, `the focused quality choice has an outline of ${outline}px`);
   });
@@ -515,7 +638,8 @@ try {
   });
 
   await check('without the event stream (503) the page polls, and tries the stream again after ~10 s', async () => {
-    const { page: p, context } = await newPage(browser, srv);
+    const { page: p, context } = await newPage(browser, srv, {},
+      (where, text) => where === '/jobs/events' && /status of 503 /.test(text));
     const seen = { events: 0, polls: 0, at: [] };
     await p.route('**/jobs/events', (route) => {
       seen.events++;
@@ -536,6 +660,91 @@ try {
     const gap = (seen.at[1] - seen.at[0]) / 1000;
     assert(gap >= 8 && gap <= 14, `the stream was tried again after ${gap} s`);
     return `${seen.polls} polls, stream tried again after ${gap.toFixed(1)} s`;
+  });
+
+  await check('a poll answered with an HTTP error shows the server\'s message, not "connection lost"', async () => {
+    const { page: p, context } = await newPage(browser, srv, {},
+      (where, text) => (where === '/jobs/events' && /status of 503 /.test(text)) ||
+        (where === '/jobs' && /status of 500 /.test(text)));
+    await p.route('**/jobs/events', (route) => route.fulfill({ status: 503,
+      headers: { 'Content-Type': 'application/json', 'Retry-After': '10' },
+      body: '{"error":{"code":"too_many_streams","message":"too many event streams"}}' }));
+    await p.goto('/');
+    await login(p, ADMIN);
+    await p.waitForSelector(`${jobItem(jobId)} .badge.done`);
+    const message = 'the job store is having a bad day';
+    const polls = (url) => url.pathname === '/jobs';
+    await p.route(polls, (route) => route.fulfill({ status: 500, headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ error: { code: 'internal', message } }) }));
+    await p.waitForFunction((m) => document.getElementById('status').textContent.includes(m), message);
+    const shown = await p.textContent('#status');
+    assert(!/connection/i.test(shown), `the status says "${shown}"`);
+    await shot(p, 'poll-http-error');
+    await p.unroute(polls);
+    await p.waitForFunction(() => /again/.test(document.getElementById('status').textContent));
+    await context.close();
+    return shown;
+  });
+
+  await check('POST /download-session refused (503): the server\'s message, no players until a retry works', async () => {
+    const { page: p, context } = await newPage(browser, srv, {},
+      (where, text) => where === '/download-session' && /status of 503 /.test(text));
+    const message = 'the authentication service is unavailable';
+    let posts = 0;
+    await p.route((u) => u.pathname === '/download-session', (route) => {
+      if (route.request().method() !== 'POST' || posts++ > 0) return route.continue();
+      return route.fulfill({ status: 503, headers: { 'Content-Type': 'application/json', 'Retry-After': '5' },
+        body: JSON.stringify({ error: { code: 'auth_unavailable', message } }) });
+    });
+    await p.goto('/');
+    await login(p, ADMIN);
+    await p.waitForSelector(`${jobItem(jobId)} .badge.done`);
+    const shown = await waitError(p);
+    assert(shown.includes(message), `the error says "${shown}"`);
+    const media = await p.$$('#jobs [data-testid=player], #jobs [data-testid=download]');
+    assert(media.length === 0, `${media.length} player(s) or link(s) shown without the cookie`);
+    await shot(p, 'download-session-503');
+    await p.waitForSelector(`${jobItem(jobId)} [data-testid=download]`, { timeout: 8000 });
+    assert(await p.isHidden('#error'), `the error is still shown: ${await errorText(p)}`);
+    assert(posts === 2, `POST /download-session was sent ${posts} times`);
+    await context.close();
+    return shown;
+  });
+
+  await check('an older job still converting (past the newest 20) is updated by GET /jobs/ID', async () => {
+    const { page: p, context } = await newPage(browser, srv);
+    const fake = (n, extra) => ({ job_id: 'b' + String(n).padStart(23, '0'), status: 'done', progress: 1,
+      filename: `fake-${n}.mp4`, video_fid: 'e'.repeat(24), mp3_fid: 'd'.repeat(24), error: null,
+      duration: 3, mp3_bytes: 50000, created_at: `2998-01-01T00:00:${String(59 - n).padStart(2, '0')}.000Z`, ...extra });
+    const newest = Array.from({ length: 20 }, (_, i) => fake(i));
+    const old = fake(40, { status: 'converting', progress: 0.3, mp3_fid: null, duration: null, mp3_bytes: null,
+      filename: 'old-one.mp4', created_at: '2001-01-01T00:00:00.000Z' });
+    const asked = [];
+    const json = (route, body) => route.fulfill({ status: 200, headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify(body) });
+    await p.route((u) => u.pathname === '/jobs/events', (route) => route.fulfill({ status: 200,
+      headers: { 'Content-Type': 'text/event-stream' }, body: `event: jobs\ndata: ${JSON.stringify({ jobs: newest })}\n\n` }));
+    await p.route((u) => u.pathname === '/jobs', (route) => {
+      const before = new URL(route.request().url()).searchParams.get('before');
+      json(route, before ? { jobs: [old], next_before: null } : { jobs: newest, next_before: 'older' });
+    });
+    await p.route((u) => u.pathname === '/jobs/' + old.job_id, (route) => {
+      asked.push(Date.now());
+      json(route, asked.length < 2 ? { ...old, progress: 0.6 }
+        : { ...old, status: 'done', progress: 1, mp3_fid: 'c'.repeat(24), duration: 3, mp3_bytes: 50000 });
+    });
+    await p.goto('/');
+    await login(p, ADMIN);
+    await p.waitForSelector(jobItem(newest[19].job_id));
+    await p.click('#more');
+    await p.waitForSelector(`${jobItem(old.job_id)} .badge.converting`);
+    await p.waitForSelector(`${jobItem(old.job_id)} .badge.done`, { timeout: 10000 });
+    const gap = (asked[1] - asked[0]) / 1000;
+    assert(gap >= 1.5 && gap <= 4, `GET /jobs/ID was repeated after ${gap} s`);
+    await sleep(2200);
+    assert(asked.length === 2, `GET /jobs/ID went on after the job was done (${asked.length} calls)`);
+    await context.close();
+    return `${asked.length} calls, ${gap.toFixed(1)} s apart`;
   });
 
   await check('an expired or invalid token returns to the login form with a message', async () => {
