@@ -20,6 +20,7 @@
 #include "gateway/gw.h"
 
 #include "core/log.h"
+#include "core/strbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -47,9 +48,8 @@ struct events {
     char request_id[65];
     struct seen seen[EVENTS_JOBS], next[EVENTS_JOBS];
     int nseen, nnext;
-    char *buf; /* events not yet sent: buf[sent..len) */
-    size_t len, cap, sent;
-    bool oom;
+    struct strbuf out; /* events not yet sent: out.p[sent..out.len) */
+    size_t sent;
     struct timespec opened, last_write;
     double ping_seconds; /* a comment after this long without a write */
     json_t *snapshot;    /* the first read's jobs, while it runs */
@@ -73,24 +73,6 @@ static bool changed(const struct events *e, const struct job *j)
     return true;
 }
 
-/* Queues text to send. */
-static void put(struct events *e, const char *text)
-{
-    size_t n = strlen(text);
-    if (e->len + n > e->cap) {
-        size_t cap = e->cap * 2 > e->len + n ? e->cap * 2 : e->len + n + 4096;
-        char *b = realloc(e->buf, cap);
-        if (b == NULL) {
-            e->oom = true;
-            return;
-        }
-        e->buf = b;
-        e->cap = cap;
-    }
-    memcpy(e->buf + e->len, text, n);
-    e->len += n;
-}
-
 /* Queues one event: "event: NAME", the JSON on one data line (JSON text
  * has no newline), a blank line. Consumes data. */
 static void put_event(struct events *e, const char *name, json_t *data)
@@ -98,14 +80,14 @@ static void put_event(struct events *e, const char *name, json_t *data)
     char *text = data != NULL ? json_dumps(data, JSON_COMPACT) : NULL;
     json_decref(data);
     if (text == NULL) {
-        e->oom = true;
+        e->out.failed = true;
         return;
     }
-    put(e, "event: ");
-    put(e, name);
-    put(e, "\ndata: ");
-    put(e, text);
-    put(e, "\n\n");
+    strbuf_puts(&e->out, "event: ");
+    strbuf_puts(&e->out, name);
+    strbuf_puts(&e->out, "\ndata: ");
+    strbuf_puts(&e->out, text);
+    strbuf_puts(&e->out, "\n\n");
     free(text);
 }
 
@@ -145,13 +127,13 @@ static int tick(struct events *e)
 /* Copies queued bytes out; 0 when there are none. */
 static long drain(struct events *e, char *buf, size_t max)
 {
-    if (e->sent == e->len)
+    if (e->sent == e->out.len)
         return 0;
-    size_t n = e->len - e->sent < max ? e->len - e->sent : max;
-    memcpy(buf, e->buf + e->sent, n);
+    size_t n = e->out.len - e->sent < max ? e->out.len - e->sent : max;
+    memcpy(buf, e->out.p + e->sent, n);
     e->sent += n;
-    if (e->sent == e->len) /* all out: start the buffer again */
-        e->sent = e->len = 0;
+    if (e->sent == e->out.len) /* all out: start the buffer again */
+        e->sent = e->out.len = 0;
     clock_gettime(CLOCK_MONOTONIC, &e->last_write);
     return (long)n;
 }
@@ -175,17 +157,17 @@ static long read_events(void *cls, unsigned long long pos, char *buf, size_t max
                  json_pack("{s:s}", "reason", jobs_strerror(rc)));
         return -1;
     }
-    if (e->oom)
+    if (e->out.failed)
         return -1; /* an event was lost: end, the client reconnects */
     if (seconds_since(&e->last_write) >= e->ping_seconds)
-        put(e, ": ping\n\n");
+        strbuf_puts(&e->out, ": ping\n\n");
     return drain(e, buf, max);
 }
 
 static void events_done(void *cls)
 {
     struct events *e = cls;
-    free(e->buf);
+    free(e->out.p);
     atomic_fetch_sub(&e->gw->event_streams, 1);
     free(e);
 }
@@ -230,9 +212,9 @@ void gw_handle_events(struct http_req *req, void *ctx)
         gw_reply_jobs_error(req, rc);
         return;
     }
-    put(e, "retry: 2000\n\n");
+    strbuf_puts(&e->out, "retry: 2000\n\n");
     put_event(e, "jobs", json_pack("{s:o}", "jobs", jobs));
-    if (e->oom) {
+    if (e->out.failed) {
         events_done(e);
         http_reply_error(req, 500, "internal_error", "out of memory");
         return;

@@ -1,6 +1,7 @@
 /* message: see message.h. */
 #include "mail/message.h"
 
+#include "core/strbuf.h"
 #include "core/utf8.h"
 
 #include <sodium.h>
@@ -27,39 +28,7 @@
 
 /* A growing text. A failed allocation sets failed and turns every later
  * append into a no-op, so composing code checks once at the end. */
-struct out {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void put(struct out *o, const char *s, size_t n)
-{
-    if (o->failed)
-        return;
-    if (o->len + n + 1 > o->cap) {
-        size_t cap = o->cap ? o->cap : 1024;
-        while (cap < o->len + n + 1)
-            cap *= 2;
-        char *p = realloc(o->p, cap);
-        if (p == NULL) {
-            o->failed = true;
-            return;
-        }
-        o->p = p;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = '\0';
-}
-
-static void puts_(struct out *o, const char *s)
-{
-    put(o, s, strlen(s));
-}
-
-__attribute__((format(printf, 2, 3))) static void putf(struct out *o, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void putf(struct strbuf *o, const char *fmt, ...)
 {
     char buf[512];
     va_list ap;
@@ -71,7 +40,7 @@ __attribute__((format(printf, 2, 3))) static void putf(struct out *o, const char
         o->failed = true;
         return;
     }
-    put(o, buf, (size_t)n);
+    strbuf_put(o, buf, (size_t)n);
 }
 
 static void seterr(char *err, size_t errlen, const char *msg)
@@ -322,27 +291,27 @@ static void format_size(int64_t bytes, char *buf, size_t len)
 /* ---- encodings ---- */
 
 /* Appends s with & < > " ' as HTML character references. */
-static void put_html(struct out *o, const char *s)
+static void put_html(struct strbuf *o, const char *s)
 {
     for (; *s != '\0'; s++) {
         switch (*s) {
         case '&':
-            puts_(o, "&amp;");
+            strbuf_puts(o, "&amp;");
             break;
         case '<':
-            puts_(o, "&lt;");
+            strbuf_puts(o, "&lt;");
             break;
         case '>':
-            puts_(o, "&gt;");
+            strbuf_puts(o, "&gt;");
             break;
         case '"':
-            puts_(o, "&quot;");
+            strbuf_puts(o, "&quot;");
             break;
         case '\'':
-            puts_(o, "&#39;");
+            strbuf_puts(o, "&#39;");
             break;
         default:
-            put(o, s, 1);
+            strbuf_put(o, s, 1);
         }
     }
 }
@@ -354,14 +323,14 @@ static void put_html(struct out *o, const char *s)
  * (dot-stuffing and mbox "From " mangling cannot touch it). Soft breaks keep
  * every line within QP_LINE_MAX and never split an escape.
  */
-static void put_qp(struct out *o, const char *text)
+static void put_qp(struct strbuf *o, const char *text)
 {
     static const char hex[] = "0123456789ABCDEF";
     const unsigned char *p = (const unsigned char *)text;
     size_t col = 0;
     while (*p != '\0') {
         if (*p == '\n') {
-            puts_(o, "\r\n");
+            strbuf_puts(o, "\r\n");
             col = 0;
             p++;
             continue;
@@ -376,15 +345,15 @@ static void put_qp(struct out *o, const char *text)
             /* The last character of a line may take the column a soft
              * break would need. */
             if (col + w > (last ? QP_LINE_MAX : QP_LINE_MAX - 1)) {
-                puts_(o, "=\r\n");
+                strbuf_puts(o, "=\r\n");
                 col = 0;
                 continue; /* at column 0 the escaping may differ */
             }
             if (esc) {
                 char e[3] = {'=', hex[c >> 4], hex[c & 15]};
-                put(o, e, 3);
+                strbuf_put(o, e, 3);
             } else {
-                put(o, (const char *)p, 1);
+                strbuf_put(o, (const char *)p, 1);
             }
             col += w;
             break;
@@ -396,7 +365,7 @@ static void put_qp(struct out *o, const char *text)
 /* Appends "Subject: s" and CRLF: plain when it is printable ASCII without
  * "=?" and fits 78 columns, else as folded RFC 2047 B encoded-words, each
  * holding whole characters of s (valid UTF-8). */
-static void put_subject(struct out *o, const char *s)
+static void put_subject(struct strbuf *o, const char *s)
 {
     static const char name[] = "Subject:";
     size_t n = strlen(s);
@@ -404,11 +373,11 @@ static void put_subject(struct out *o, const char *s)
     bool plain = sizeof(name) + n <= 78 && strstr(s, "=?") == NULL;
     for (size_t i = 0; plain && i < n; i++)
         plain = s[i] >= 0x20 && s[i] < 0x7f;
-    puts_(o, name);
+    strbuf_puts(o, name);
     if (plain) {
-        puts_(o, " ");
-        puts_(o, s);
-        puts_(o, "\r\n");
+        strbuf_puts(o, " ");
+        strbuf_puts(o, s);
+        strbuf_puts(o, "\r\n");
         return;
     }
     size_t i = 0;
@@ -423,16 +392,16 @@ static void put_subject(struct out *o, const char *s)
         char b64[sodium_base64_ENCODED_LEN(WORD_BYTES, sodium_base64_VARIANT_ORIGINAL)];
         sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)s + i, take,
                           sodium_base64_VARIANT_ORIGINAL);
-        puts_(o, i == 0 ? " =?UTF-8?B?" : "\r\n =?UTF-8?B?");
-        puts_(o, b64);
-        puts_(o, "?=");
+        strbuf_puts(o, i == 0 ? " =?UTF-8?B?" : "\r\n =?UTF-8?B?");
+        strbuf_puts(o, b64);
+        strbuf_puts(o, "?=");
         i += take;
     }
-    puts_(o, "\r\n");
+    strbuf_puts(o, "\r\n");
 }
 
 /* RFC 5322 date-time in UTC with English names, whatever the locale. */
-static void put_date(struct out *o, int64_t date)
+static void put_date(struct strbuf *o, int64_t date)
 {
     static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
@@ -495,107 +464,107 @@ static bool is_web_link(const char *url)
     return strncasecmp(url, "https://", 8) == 0 || strncasecmp(url, "http://", 7) == 0;
 }
 
-static void subject_text(struct out *o, const struct view *v, bool done)
+static void subject_text(struct strbuf *o, const struct view *v, bool done)
 {
     if (done) {
-        puts_(o, "Your MP3 is ready: ");
-        puts_(o, v->mp3name);
+        strbuf_puts(o, "Your MP3 is ready: ");
+        strbuf_puts(o, v->mp3name);
     } else if (v->name[0] == '\0') {
-        puts_(o, "Conversion failed");
+        strbuf_puts(o, "Conversion failed");
     } else {
-        puts_(o, "Conversion failed: ");
-        puts_(o, v->name);
+        strbuf_puts(o, "Conversion failed: ");
+        strbuf_puts(o, v->name);
     }
 }
 
 /* Both bodies use '\n' line ends; put_qp turns them into CRLF. */
-static void plain_body(struct out *o, const struct view *v, bool done)
+static void plain_body(struct strbuf *o, const struct view *v, bool done)
 {
     const char *name = v->name[0] != '\0' ? v->name : "(no name)";
-    puts_(o, "Hello,\n\n");
+    strbuf_puts(o, "Hello,\n\n");
     if (done) {
-        puts_(o, "your MP3 is ready.\n\nFile: ");
-        puts_(o, name);
-        puts_(o, "\n");
+        strbuf_puts(o, "your MP3 is ready.\n\nFile: ");
+        strbuf_puts(o, name);
+        strbuf_puts(o, "\n");
         if (v->duration[0] != '\0') {
-            puts_(o, "Duration: ");
-            puts_(o, v->duration);
-            puts_(o, "\n");
+            strbuf_puts(o, "Duration: ");
+            strbuf_puts(o, v->duration);
+            strbuf_puts(o, "\n");
         }
         if (v->size[0] != '\0') {
-            puts_(o, "Size: ");
-            puts_(o, v->size);
-            puts_(o, "\n");
+            strbuf_puts(o, "Size: ");
+            strbuf_puts(o, v->size);
+            strbuf_puts(o, "\n");
         }
         if (v->url[0] != '\0') {
-            puts_(o, "\nDownload it here:\n");
-            puts_(o, v->url);
-            puts_(o, "\n");
+            strbuf_puts(o, "\nDownload it here:\n");
+            strbuf_puts(o, v->url);
+            strbuf_puts(o, "\n");
         }
         if (v->fid[0] != '\0') {
-            puts_(o, "\nFile id: ");
-            puts_(o, v->fid);
-            puts_(o, "\n");
+            strbuf_puts(o, "\nFile id: ");
+            strbuf_puts(o, v->fid);
+            strbuf_puts(o, "\n");
         }
     } else {
-        puts_(o, "we could not convert your file to MP3.\n\nFile: ");
-        puts_(o, name);
-        puts_(o, "\nReason: ");
-        puts_(o, v->error[0] != '\0' ? v->error : "unknown");
-        puts_(o, "\n\nPlease upload it again, or try another file.\n");
+        strbuf_puts(o, "we could not convert your file to MP3.\n\nFile: ");
+        strbuf_puts(o, name);
+        strbuf_puts(o, "\nReason: ");
+        strbuf_puts(o, v->error[0] != '\0' ? v->error : "unknown");
+        strbuf_puts(o, "\n\nPlease upload it again, or try another file.\n");
     }
-    puts_(o, "\nvid2mp3\n");
+    strbuf_puts(o, "\nvid2mp3\n");
 }
 
-static void html_body(struct out *o, const struct view *v, bool done)
+static void html_body(struct strbuf *o, const struct view *v, bool done)
 {
     const char *name = v->name[0] != '\0' ? v->name : "(no name)";
-    struct out subject = {0};
+    struct strbuf subject = {0};
     subject_text(&subject, v, done);
     if (subject.failed) {
         o->failed = true;
         return;
     }
-    puts_(o, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>");
+    strbuf_puts(o, "<!DOCTYPE html>\n<html>\n<head>\n<meta charset=\"utf-8\">\n<title>");
     put_html(o, subject.p);
     free(subject.p);
-    puts_(o, "</title>\n</head>\n<body>\n<p>Hello,</p>\n");
+    strbuf_puts(o, "</title>\n</head>\n<body>\n<p>Hello,</p>\n");
     if (done) {
-        puts_(o, "<p>your MP3 is ready.</p>\n<p>File: ");
+        strbuf_puts(o, "<p>your MP3 is ready.</p>\n<p>File: ");
         put_html(o, name);
         if (v->duration[0] != '\0') {
-            puts_(o, "<br>\nDuration: ");
-            puts_(o, v->duration);
+            strbuf_puts(o, "<br>\nDuration: ");
+            strbuf_puts(o, v->duration);
         }
         if (v->size[0] != '\0') {
-            puts_(o, "<br>\nSize: ");
-            puts_(o, v->size);
+            strbuf_puts(o, "<br>\nSize: ");
+            strbuf_puts(o, v->size);
         }
-        puts_(o, "</p>\n");
+        strbuf_puts(o, "</p>\n");
         if (v->url[0] != '\0' && is_web_link(v->url)) {
-            puts_(o, "<p><a href=\"");
+            strbuf_puts(o, "<p><a href=\"");
             put_html(o, v->url);
-            puts_(o, "\">Download ");
+            strbuf_puts(o, "\">Download ");
             put_html(o, v->mp3name);
-            puts_(o, "</a></p>\n");
+            strbuf_puts(o, "</a></p>\n");
         } else if (v->url[0] != '\0') {
-            puts_(o, "<p>Download it here: ");
+            strbuf_puts(o, "<p>Download it here: ");
             put_html(o, v->url);
-            puts_(o, "</p>\n");
+            strbuf_puts(o, "</p>\n");
         }
         if (v->fid[0] != '\0') {
-            puts_(o, "<p>File id: ");
+            strbuf_puts(o, "<p>File id: ");
             put_html(o, v->fid);
-            puts_(o, "</p>\n");
+            strbuf_puts(o, "</p>\n");
         }
     } else {
-        puts_(o, "<p>we could not convert your file to MP3.</p>\n<p>File: ");
+        strbuf_puts(o, "<p>we could not convert your file to MP3.</p>\n<p>File: ");
         put_html(o, name);
-        puts_(o, "<br>\nReason: ");
+        strbuf_puts(o, "<br>\nReason: ");
         put_html(o, v->error[0] != '\0' ? v->error : "unknown");
-        puts_(o, "</p>\n<p>Please upload it again, or try another file.</p>\n");
+        strbuf_puts(o, "</p>\n<p>Please upload it again, or try another file.</p>\n");
     }
-    puts_(o, "<p>vid2mp3</p>\n</body>\n</html>\n");
+    strbuf_puts(o, "<p>vid2mp3</p>\n</body>\n</html>\n");
 }
 
 static bool job_id_valid(const char *s)
@@ -609,20 +578,20 @@ static bool job_id_valid(const char *s)
     return true;
 }
 
-static void put_part(struct out *o, const char *boundary, const char *type, const char *text)
+static void put_part(struct strbuf *o, const char *boundary, const char *type, const char *text)
 {
-    puts_(o, "--");
-    puts_(o, boundary);
-    puts_(o, "\r\nContent-Type: ");
-    puts_(o, type);
-    puts_(o, "; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
+    strbuf_puts(o, "--");
+    strbuf_puts(o, boundary);
+    strbuf_puts(o, "\r\nContent-Type: ");
+    strbuf_puts(o, type);
+    strbuf_puts(o, "; charset=UTF-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n");
     put_qp(o, text);
 }
 
 char *mail_compose(const struct mail_facts *f, size_t *len, char *err, size_t errlen)
 {
     struct view v = {0};
-    struct out msg = {0}, text = {0}, html = {0}, subject = {0};
+    struct strbuf msg = {0}, text = {0}, html = {0}, subject = {0};
     char *ret = NULL;
 
     if (f == NULL || !mail_address_valid(f->from)) {
@@ -659,26 +628,26 @@ char *mail_compose(const struct mail_facts *f, size_t *len, char *err, size_t er
         goto out;
     }
 
-    puts_(&msg, "From: vid2mp3 <");
-    puts_(&msg, f->from);
-    puts_(&msg, ">\r\nTo: <");
-    puts_(&msg, f->to);
-    puts_(&msg, ">\r\n");
+    strbuf_puts(&msg, "From: vid2mp3 <");
+    strbuf_puts(&msg, f->from);
+    strbuf_puts(&msg, ">\r\nTo: <");
+    strbuf_puts(&msg, f->to);
+    strbuf_puts(&msg, ">\r\n");
     put_subject(&msg, subject.p);
     put_date(&msg, f->date);
-    puts_(&msg, "Message-ID: <job-");
-    puts_(&msg, f->job_id);
-    puts_(&msg, strchr(f->from, '@'));
-    puts_(&msg, ">\r\nMIME-Version: 1.0\r\n"
-                "Content-Type: multipart/alternative;\r\n boundary=\"");
-    puts_(&msg, boundary);
-    puts_(&msg, "\"\r\nAuto-Submitted: auto-generated\r\n"
-                "X-Auto-Response-Suppress: All\r\n\r\n");
+    strbuf_puts(&msg, "Message-ID: <job-");
+    strbuf_puts(&msg, f->job_id);
+    strbuf_puts(&msg, strchr(f->from, '@'));
+    strbuf_puts(&msg, ">\r\nMIME-Version: 1.0\r\n"
+                      "Content-Type: multipart/alternative;\r\n boundary=\"");
+    strbuf_puts(&msg, boundary);
+    strbuf_puts(&msg, "\"\r\nAuto-Submitted: auto-generated\r\n"
+                      "X-Auto-Response-Suppress: All\r\n\r\n");
     put_part(&msg, boundary, "text/plain", text.p);
     put_part(&msg, boundary, "text/html", html.p);
-    puts_(&msg, "--");
-    puts_(&msg, boundary);
-    puts_(&msg, "--\r\n");
+    strbuf_puts(&msg, "--");
+    strbuf_puts(&msg, boundary);
+    strbuf_puts(&msg, "--\r\n");
     if (msg.failed) {
         seterr(err, errlen, "out of memory");
         goto out;

@@ -52,7 +52,11 @@ int th_http(const char *method, const char *url, const char *const *headers, con
     struct curl_slist *hl = NULL;
     for (int i = 0; headers != NULL && headers[i] != NULL; i++)
         hl = curl_slist_append(hl, headers[i]);
-    hl = curl_slist_append(hl, "Expect:");
+    /* Bodies over 1 MiB go with "Expect: 100-continue" (see below), so a
+     * refusal before the body (413) is read before any of it is sent;
+     * smaller ones without. */
+    if (len <= 1024 * 1024)
+        hl = curl_slist_append(hl, "Expect:");
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (strcmp(method, "HEAD") == 0)
