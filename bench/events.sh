@@ -21,10 +21,17 @@ command -v ffmpeg >/dev/null || { echo "bench/events.sh: ffmpeg is not installed
 . bench/lib.sh
 dir=$(mktemp -d /tmp/vid2mp3-bench-XXXXXX)
 apid='' gpid='' cpids=()
-cleanup() {
+# (a bare `wait` would wait for the servers too)
+stop_clients() {
+  [ "${#cpids[@]}" -gt 0 ] || return 0
   local p
   for p in "${cpids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait "${cpids[@]}" 2>/dev/null || true
+  cpids=()
+}
+cleanup() {
+  stop_clients
+  local p
   for p in $gpid $apid; do stop_pid "$p"; done
   rm -rf "$dir"
 }
@@ -62,12 +69,7 @@ measure() {
   t1=$(date +%s.%N) c1=$(cpu_ticks)
   awk -v c="$((c1 - c0))" -v k="$tck" -v t0="$t0" -v t1="$t1" 'BEGIN { printf "%.1f", c * 1000 / k / (t1 - t0) }'
 }
-stop_clients() {
-  local p
-  for p in "${cpids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait "${cpids[@]}" 2>/dev/null || true
-  cpids=()
-}
+
 
 idle=$(measure 5)
 
