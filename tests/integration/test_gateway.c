@@ -1522,12 +1522,15 @@ static void auth_service_down(void **state)
     char buf[32];
     assert_non_null(th_header(&r, "Retry-After", buf, sizeof(buf)));
     th_resp_free(&r);
-    get("/jobs", admin_token, &r);
-    if (distributed) /* tokens are checked by the auth service */
-        th_assert_error(&r, 503, "auth_unavailable");
-    else /* tokens are checked here */
-        assert_int_equal(r.status, 200);
-    th_resp_free(&r);
+    const char *paths[] = {"/jobs", "/jobs/events", "/download-session"};
+    for (int i = 0; i < 3; i++) {
+        gw_request(i == 2 ? "POST" : "GET", paths[i], admin_token, NULL, NULL, NULL, &r);
+        if (distributed) /* tokens are checked by the auth service */
+            th_assert_error(&r, 503, "auth_unavailable");
+        else if (i != 1) /* tokens are checked here */
+            assert_int_equal(r.status, 200);
+        th_resp_free(&r);
+    }
     server_start(&auth, "auth");
     get("/jobs", admin_token, &r);
     assert_int_equal(r.status, 200);
@@ -1607,6 +1610,9 @@ static void storage_down(void **state)
     th_assert_error(&r, 503, "storage_unavailable");
     th_resp_free(&r);
     get("/jobs", admin_token, &r);
+    th_assert_error(&r, 503, "storage_unavailable");
+    th_resp_free(&r);
+    get("/jobs/events", admin_token, &r);
     th_assert_error(&r, 503, "storage_unavailable");
     th_resp_free(&r);
     get("/readyz", NULL, &r);
