@@ -31,7 +31,6 @@
 #define EVENTS_PING_SECONDS 15
 #define EVENTS_MAX_SECONDS 300
 #define EVENTS_MAX_STREAMS 64
-#define RETRY_UNAVAILABLE 5 /* seconds, in Retry-After of a 503 */
 
 /* What the client was last sent of a job. */
 struct seen {

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <time.h>
 
-#define RETRY_UNAVAILABLE 5 /* seconds, in Retry-After of a 503 */
 #define LOGIN_BODY_MAX (64 * 1024)
 /* The multipart framing around the file: boundaries, part headers, the
  * bitrate/quality fields. The file itself is bounded by MAX_UPLOAD_BYTES. */

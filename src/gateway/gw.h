@@ -13,6 +13,8 @@
 #include "gateway/authclient.h"
 #include "gateway/gateway.h"
 
+#define RETRY_UNAVAILABLE 5 /* seconds, in Retry-After of the gateway's 503s */
+
 enum upload_outcome {
     UPLOAD_ACCEPTED,
     UPLOAD_REFUSED,     /* 4xx: the client's fault */

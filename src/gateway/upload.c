@@ -21,7 +21,6 @@
 #include <time.h>
 
 #define FIELD_VALUE_MAX 15 /* bytes of a bitrate or quality value */
-#define RETRY_UNAVAILABLE 5
 
 /* MPEG-1 Layer III bitrates LAME encodes at constant bitrate. */
 static const int cbr_rates[] = {32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320};
