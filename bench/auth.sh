@@ -14,7 +14,7 @@ conns=${CONNECTIONS:-64}
 threads=${THREADS:-2}
 
 dir=$(mktemp -d /tmp/vid2mp3-bench-XXXXXX)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(python3 scripts/free-port)
 export DATA_DIR=$dir AUTH_PORT=$port BIND_ADDRESS=127.0.0.1 LOG_LEVEL=warn \
   JWT_SECRET=bench-secret-0123456789abcdef0123456789
 unset MYSQL_HOST

@@ -3,8 +3,8 @@
 # the repository. Uses $py (default /usr/bin/python3, the system's).
 py=${py:-/usr/bin/python3}
 
-# A TCP port on 127.0.0.1 that was free a moment ago.
-free_port() { "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# A TCP port on 127.0.0.1 that was free a moment ago (scripts/free-port).
+free_port() { "$py" scripts/free-port; }
 
 # Stops process PID: SIGTERM, then SIGKILL after 10 s; reaps it.
 stop_pid() {

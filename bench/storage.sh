@@ -48,7 +48,7 @@ uri=${VID2MP3_TEST_MONGODB_URI:-}
 if [ -z "$uri" ]; then
   [ -x node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb ] ||
     npm ci --no-audit --no-fund --loglevel=error >/dev/null
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$(python3 scripts/free-port)
   node_modules/@jongodb/memory-server-bin-linux-x64-gnu/bin/jongodb --host=127.0.0.1 --port="$port" \
     >"$dir/mongo.log" 2>&1 &
   mpid=$!

@@ -30,9 +30,7 @@ cmd=${1:-}
 state=${2:-${VID2MP3_TEST_STATE:-/tmp/vid2mp3-test-services}}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+free_port() { "$here/free-port"; }
 
 wait_for() { # seconds, description, command...
   local secs=$1 what=$2; shift 2

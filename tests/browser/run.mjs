@@ -14,7 +14,6 @@
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,13 +62,13 @@ function assert(cond, msg) { if (!cond) throw new Error(msg); }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // --- servers -----------------------------------------------------------------
+// A loopback port below the ephemeral range (see scripts/free-port): no
+// outgoing connection can take it before the server binds it.
 function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
-  });
+  const r = spawnSync('python3', [path.join(HERE, '..', '..', 'scripts', 'free-port')], { encoding: 'utf8' });
+  const port = Number.parseInt(r.stdout, 10);
+  if (r.status !== 0 || !Number.isInteger(port)) throw new Error(`scripts/free-port failed: ${r.stderr}`);
+  return Promise.resolve(port);
 }
 
 // The environment for the binary: ours, less every variable it reads

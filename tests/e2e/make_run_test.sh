@@ -80,9 +80,7 @@ fail() {
 }
 step() { echo "make-run: [$((SECONDS - started)) s] $*"; }
 
-free_port() {
-  "$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+free_port() { "$py" "$root/scripts/free-port"; }
 
 # The recipe of `make run` is scripts/run.sh and nothing else; the test runs
 # that script itself, because make, hit by Ctrl-C too, exits with 130 after

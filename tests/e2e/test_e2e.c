@@ -439,8 +439,10 @@ static void spawn(struct server *s, const char *target)
 {
     server_start(s, target);
     /* `all` answers on the auth port before its gateway listens */
-    if (strcmp(target, "all") == 0 && th_wait_healthy(gw_port, 30) != 0)
+    if (strcmp(target, "all") == 0 && th_wait_healthy(gw_port, 30) != 0) {
+        server_print_log(s);
         fail_msg("the gateway of `all` did not come up on port %d", gw_port);
+    }
 }
 
 static bool one_process(void)

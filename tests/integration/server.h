@@ -88,15 +88,21 @@ static inline int server_cli(struct server *s, const char *stdin_text, const cha
     return th_run(argv, s->envp, stdin_text, s->log);
 }
 
+/* Prints the last 20 lines of s's log to stderr: what a failing test shows. */
+static inline void server_print_log(const struct server *s)
+{
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "tail -20 %s >&2", s->log);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log)\n");
+}
+
 static inline void server_start(struct server *s, const char *target)
 {
     char *argv[] = {(char *)vid2mp3_bin, (char *)target, NULL};
     s->pid = th_spawn(argv, s->envp, NULL, s->log);
     if (th_wait_healthy(s->port, 30) != 0) {
-        char cmd[700];
-        snprintf(cmd, sizeof(cmd), "tail -20 %s >&2", s->log);
-        if (system(cmd) != 0)
-            fprintf(stderr, "(no log)\n");
+        server_print_log(s);
         fail_msg("vid2mp3 %s did not become healthy on port %d", target, s->port);
     }
 }

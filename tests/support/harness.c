@@ -12,10 +12,13 @@
 #include <mysql.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -136,8 +139,49 @@ void th_assert_error(const struct th_resp *r, long status, const char *code)
     json_decref(j);
 }
 
+/* The low end of the kernel's ephemeral port range (32768 by default). */
+static int ephemeral_low(void)
+{
+    int lo = 32768;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%d", &lo) != 1)
+            lo = 32768;
+        fclose(f);
+    }
+    return lo;
+}
+
+/* Whether a listening socket can bind 127.0.0.1:port now. */
+static bool port_bindable(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 1) == 0;
+    close(fd);
+    return ok;
+}
+
+/* A port below the ephemeral range: between this call and the server's
+ * bind, no outgoing connection (of this test or a parallel one) can take it
+ * as its local port, as it could take one that bind(0) handed out. Random,
+ * so parallel tests rarely draw the same; scripts/free-port does the same
+ * for the shell scripts. */
 int th_free_port(void)
 {
+    int lo = ephemeral_low(), base = 10000;
+    if (lo - base >= 1000) {
+        for (int i = 0; i < 500; i++) {
+            uint32_t r = 0;
+            if (getrandom(&r, sizeof(r), 0) != (ssize_t)sizeof(r))
+                break;
+            int port = base + (int)(r % (uint32_t)(lo - base));
+            if (port_bindable(port))
+                return port;
+        }
+    }
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(fd >= 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
