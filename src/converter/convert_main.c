@@ -1,6 +1,8 @@
-/* `vid2mp3 convert IN OUT [--quality N|--bitrate K]`: transcode.h on local
- * files, for users and for the benchmark. OUT appears whole or not at all:
- * the MP3 is written to OUT.tmp and renamed. */
+/* `vid2mp3 convert IN OUT [--quality N|--bitrate K] [--threads N]`:
+ * transcode.h on local files, for users and for the benchmark. OUT appears
+ * whole or not at all: the MP3 is written to OUT.tmp and renamed. Inputs
+ * of 60 s and more are encoded on --threads threads (default: every core;
+ * 1: one pass). */
 #include "converter/converter.h"
 
 #include "converter/transcode.h"
@@ -16,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define USAGE "usage: vid2mp3 convert IN OUT [--quality N|--bitrate K]"
+#define USAGE "usage: vid2mp3 convert IN OUT [--quality N|--bitrate K] [--threads N]"
 
 /* The constant bitrates MPEG-1 layer III allows, in kbit/s. */
 static const int bitrates[] = {32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320};
@@ -101,6 +103,9 @@ static int parse_options(int argc, char **argv, struct transcode_options *o)
             if (o->bitrate == 0)
                 return usage("--bitrate must be one of 32, 40, 48, 56, 64, 80, 96, 112, 128, "
                              "160, 192, 224, 256, 320");
+        } else if (strcmp(argv[i], "--threads") == 0) {
+            if (parse_int(v, 1, 256, &o->threads) != 0)
+                return usage("--threads must be a whole number from 1 to 256");
         } else {
             return usage("unknown argument");
         }
@@ -120,8 +125,11 @@ static void print_summary(const char *path, const struct transcode_options *o,
         snprintf(how, sizeof(how), "encoded (CBR %d kbit/s)", o->bitrate);
     else
         snprintf(how, sizeof(how), "encoded (VBR quality %d)", o->quality);
-    printf("%s: %.2f s, %d Hz, %s, %lld bytes, %s, picture: %s\n", path, r->duration,
-           r->sample_rate, r->channels == 1 ? "mono" : "stereo", (long long)r->bytes, how,
+    char segs[64] = "";
+    if (r->segments > 0)
+        snprintf(segs, sizeof(segs), " in %d segments on %d threads", r->segments, o->threads);
+    printf("%s: %.2f s, %d Hz, %s, %lld bytes, %s%s, picture: %s\n", path, r->duration,
+           r->sample_rate, r->channels == 1 ? "mono" : "stereo", (long long)r->bytes, how, segs,
            r->picture ? "yes" : "no");
 }
 
@@ -132,6 +140,8 @@ int convert_main(int argc, char **argv)
     const char *in_path = argv[1], *out_path = argv[2];
     struct transcode_options o;
     transcode_options_default(&o);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    o.threads = cores > 1 ? (int)(cores < 256 ? cores : 256) : 1;
     int rc = parse_options(argc - 3, argv + 3, &o);
     if (rc != 0)
         return rc;

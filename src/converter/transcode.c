@@ -18,6 +18,8 @@
 #include "converter/transcode.h"
 
 #include "converter/cover.h"
+#include "converter/mp3enc.h"
+#include "converter/segments.h"
 #include "converter/spill.h"
 #include "core/log.h"
 #include "gateway/probe.h"
@@ -95,6 +97,9 @@ struct tc {
     AVFrame *eframe;
     AVPacket *opkt;
     int64_t samples_out; /* samples handed to the encoder */
+    /* segment-parallel: t->enc only gives the stream's parameters, and the
+     * PCM goes to segs (segments.h) */
+    struct segments *segs;
 
     /* copying */
     int copy;
@@ -160,7 +165,8 @@ static int should_stop(struct tc *t)
         return 1;
     }
     if (t->o->cpu_seconds_max > 0 && ++t->ticks % CPU_CHECK_EVERY == 0 &&
-        thread_cpu() - t->cpu_start > t->o->cpu_seconds_max) {
+        thread_cpu() - t->cpu_start + (t->segs != NULL ? segments_cpu_seconds(t->segs) : 0) >
+            t->o->cpu_seconds_max) {
         t->stop = STOP_CPU;
         return 1;
     }
@@ -606,31 +612,6 @@ static int copy_packet(struct tc *t, AVPacket *p)
 
 /* ---- encoding --------------------------------------------------------- */
 
-/* The encoder's sample format closest to the decoder's: planar of the
- * same kind when it has one (no conversion), else float. */
-static enum AVSampleFormat pick_format(const AVCodec *enc, enum AVSampleFormat in)
-{
-    const enum AVSampleFormat *f = enc->sample_fmts;
-    if (f == NULL)
-        return AV_SAMPLE_FMT_FLTP;
-    enum AVSampleFormat want = av_get_planar_sample_fmt(in);
-    if (want == AV_SAMPLE_FMT_U8P)
-        want = AV_SAMPLE_FMT_S16P;
-    else if (want == AV_SAMPLE_FMT_DBLP)
-        want = AV_SAMPLE_FMT_FLTP;
-    else if (want == AV_SAMPLE_FMT_S64P)
-        want = AV_SAMPLE_FMT_S32P;
-    for (int i = 0; f[i] != AV_SAMPLE_FMT_NONE; i++) {
-        if (f[i] == want)
-            return want;
-    }
-    for (int i = 0; f[i] != AV_SAMPLE_FMT_NONE; i++) {
-        if (f[i] == AV_SAMPLE_FMT_FLTP)
-            return AV_SAMPLE_FMT_FLTP;
-    }
-    return f[0];
-}
-
 /* The frame's channel layout, with an order when the container gave only
  * a count. */
 static int frame_layout(const AVFrame *f, AVChannelLayout *out)
@@ -666,37 +647,48 @@ static int setup_resampler(struct tc *t, const AVFrame *f)
     return swr_init(t->swr);
 }
 
+/* Whether this job's audio is cut into segments encoded at once. */
+static bool parallel(const struct tc *t)
+{
+    const struct transcode_options *o = t->o;
+    return o->threads > 1 && (o->parallel_min_seconds <= 0 || t->src_duration <= 0 ||
+                              t->src_duration >= o->parallel_min_seconds);
+}
+
+static int segment_sink(void *cls, AVPacket *p);
+
 static int setup_encoder(struct tc *t, const AVFrame *f)
 {
-    t->encoder = avcodec_find_encoder_by_name("libmp3lame");
-    if (t->encoder == NULL)
-        return fail(t, 0, TRANSCODE_EIO, "the MP3 encoder is not available");
-    t->enc = avcodec_alloc_context3(t->encoder);
-    if (t->enc == NULL)
-        return fail(t, AVERROR(ENOMEM), TRANSCODE_ENOMEM, "out of memory");
     int channels = f->ch_layout.nb_channels;
     if (channels <= 0 || f->sample_rate <= 0)
         return fail(t, 0, TRANSCODE_EMEDIA, R_UNDECODABLE);
-    AVCodecContext *e = t->enc;
-    e->sample_fmt = pick_format(t->encoder, f->format);
-    e->sample_rate = mp3_rate(f->sample_rate);
-    if (channels == 1)
-        e->ch_layout = (AVChannelLayout)AV_CHANNEL_LAYOUT_MONO;
-    else
-        e->ch_layout = (AVChannelLayout)AV_CHANNEL_LAYOUT_STEREO;
-    e->time_base = (AVRational){1, e->sample_rate};
-    if (t->o->bitrate > 0) {
-        /* LAME takes the nearest bitrate MP3 allows */
-        e->bit_rate = (int64_t)(t->o->bitrate < 320 ? t->o->bitrate : 320) * 1000;
-    } else {
-        /* what `ffmpeg -q:a N` sets: LAME's VBR quality N */
-        int q = t->o->quality < 0 ? 0 : t->o->quality > 9 ? 9 : t->o->quality;
-        e->flags |= AV_CODEC_FLAG_QSCALE;
-        e->global_quality = q * FF_QP2LAMBDA;
-    }
-    int rc = avcodec_open2(e, t->encoder, NULL);
-    if (rc < 0)
+    struct mp3enc_settings st = {
+        .quality = t->o->quality,
+        .bitrate = t->o->bitrate,
+        .sample_fmt = mp3enc_pick_format(f->format),
+        .sample_rate = mp3_rate(f->sample_rate),
+        .channels = channels == 1 ? 1 : 2,
+    };
+    int rc = 0;
+    t->enc = mp3enc_open(&st, &rc);
+    if (t->enc == NULL && rc == AVERROR_ENCODER_NOT_FOUND)
+        return fail(t, rc, TRANSCODE_EIO, "the MP3 encoder is not available");
+    if (t->enc == NULL)
         return fail(t, rc, TRANSCODE_EIO, "the MP3 encoder refused the settings");
+    t->encoder = t->enc->codec;
+    AVCodecContext *e = t->enc;
+    if (parallel(t)) {
+        struct segments_config sc = {
+            .enc = st,
+            .threads = t->o->threads,
+            .segment_frames = t->o->segment_frames,
+            .sink = segment_sink,
+            .sink_cls = t,
+            .cancel = t->o->cancel,
+        };
+        if ((t->segs = segments_new(&sc)) == NULL)
+            return fail(t, AVERROR(ENOMEM), TRANSCODE_ENOMEM, "out of memory");
+    }
     rc = setup_resampler(t, f);
     if (rc < 0)
         return fail(t, rc, TRANSCODE_EMEDIA, R_UNDECODABLE);
@@ -736,6 +728,31 @@ static int drain_encoder(struct tc *t)
     }
 }
 
+/* The sink of the segments: a spliced frame into the muxer. */
+static int segment_sink(void *cls, AVPacket *p)
+{
+    struct tc *t = cls;
+    return write_audio(t, p, t->enc->time_base);
+}
+
+/* A failure of the segments (or of segment_sink: already failed) as the
+ * transcode's. */
+static int segments_failed(struct tc *t, int rc)
+{
+    switch (rc) {
+    case SEGMENTS_ECANCELED:
+        return fail(t, 0, TRANSCODE_ECANCELED, "");
+    case SEGMENTS_ENOMEM:
+        return fail(t, AVERROR(ENOMEM), TRANSCODE_ENOMEM, "out of memory");
+    case SEGMENTS_ESPLICE:
+        return fail(t, 0, TRANSCODE_EIO, "the MP3's segments could not be joined");
+    case SEGMENTS_EENCODER:
+        return fail(t, 0, TRANSCODE_EMEDIA, R_UNDECODABLE);
+    default:
+        return rc; /* the sink's: write_audio failed the transcode already */
+    }
+}
+
 /* Encodes whole frames from the FIFO; at the end (flush) also the last
  * partial one, padded with silence if the encoder wants whole frames. */
 static int encode_fifo(struct tc *t, int flush)
@@ -760,6 +777,13 @@ static int encode_fifo(struct tc *t, int flush)
         }
         t->eframe->pts = t->samples_out;
         t->samples_out += n;
+        if (t->segs != NULL) {
+            /* the segments pad the last frame themselves */
+            rc = segments_write(t->segs, (const uint8_t *const *)t->eframe->data, n);
+            if (rc < 0)
+                return segments_failed(t, rc);
+            continue;
+        }
         rc = avcodec_send_frame(t->enc, t->eframe);
         if (rc < 0)
             return fail(t, rc, TRANSCODE_EMEDIA, R_UNDECODABLE);
@@ -939,6 +963,14 @@ static int run(struct tc *t)
         return fail(t, rc, TRANSCODE_EMEDIA, R_UNDECODABLE);
     if ((rc = encode_fifo(t, 1)) < 0)
         return rc;
+    if (t->segs != NULL) {
+        if ((rc = segments_finish(t->segs)) < 0)
+            return segments_failed(t, rc);
+        t->res->segments = segments_count(t->segs);
+        t->res->raised = segments_raised(t->segs);
+        t->res->duration = (double)t->samples_out / t->enc->sample_rate;
+        return 0;
+    }
     if ((rc = avcodec_send_frame(t->enc, NULL)) < 0)
         return fail(t, rc, TRANSCODE_EMEDIA, R_UNDECODABLE);
     if ((rc = drain_encoder(t)) < 0)
@@ -975,6 +1007,7 @@ static void cleanup(struct tc *t)
     av_freep(&t->conv);
     swr_free(&t->swr);
     av_channel_layout_uninit(&t->swr_in_layout);
+    segments_free(t->segs); /* first: its threads may still encode */
     avcodec_free_context(&t->enc);
     av_frame_free(&t->frame);
     av_packet_free(&t->pkt);
@@ -989,6 +1022,8 @@ void transcode_options_default(struct transcode_options *o)
 {
     memset(o, 0, sizeof(*o));
     o->quality = 2;
+    o->threads = 1;
+    o->parallel_min_seconds = 60;
 }
 
 int transcode(const struct transcode_input *in, const struct transcode_output *out,

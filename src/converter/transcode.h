@@ -69,9 +69,20 @@ struct transcode_options {
     /* When non-NULL and it becomes non-zero, the transcode stops soon with
      * TRANSCODE_ECANCELED. */
     const volatile int *cancel;
+    /* Encoder threads for this one job: above 1, the audio is cut into
+     * segments encoded at once and spliced with the bit reservoir kept
+     * (segments.h); 1 (or less): one encoder, one pass. */
+    int threads;
+    /* With threads > 1, inputs whose container says they last less than
+     * this (seconds) still take one pass; 0: every input is cut. */
+    double parallel_min_seconds;
+    /* Frames (1152 samples) per segment; 0: SEGMENT_FRAMES_DEFAULT of
+     * segments.h (about 10 s). Small values are for tests. */
+    int segment_frames;
 };
 
-/* The defaults above: quality 2, no limits. */
+/* The defaults above: quality 2, no limits, one thread, parallel from
+ * 60 s. */
 void transcode_options_default(struct transcode_options *o);
 
 enum {
@@ -90,6 +101,8 @@ struct transcode_result {
     int channels;     /* of the MP3: 1 or 2 */
     bool copied;      /* the source's MP3 packets were copied */
     bool picture;     /* a cover picture is in the tags */
+    int segments;     /* segments encoded apart and spliced (0: one pass or a copy) */
+    long raised;      /* frames whose bitrate the splice raised */
     char reason[256]; /* on failure: a sentence a user understands */
 };
 

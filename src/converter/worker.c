@@ -31,6 +31,7 @@ struct converter {
     struct queue *queue;
     struct queue_consumer *consumer;
     int workers;
+    int cores;
     volatile int cancel; /* set when the grace period is over */
     atomic_int running;
     atomic_uint_fast64_t outcomes[OUTCOMES];
@@ -134,6 +135,18 @@ static int publish_outcome(struct converter *c, const struct job *j, const char 
         log_warn("outcome not published; will retry",
                  json_pack("{s:s, s:s}", "job_id", j->id, "reason", queue_strerror(rc)));
     return rc;
+}
+
+/* Encoder threads for a job starting now: CONVERTER_THREADS_PER_JOB, or
+ * else the cores shared among the conversions running (this one
+ * included): a job alone uses them all, two on two cores one each. */
+static int job_threads(struct converter *c)
+{
+    if (c->cfg->converter_threads_per_job > 0)
+        return (int)c->cfg->converter_threads_per_job;
+    int running = atomic_load(&c->running);
+    int n = c->cores / (running > 0 ? running : 1);
+    return n > 0 ? n : 1;
 }
 
 /* The job's options: quality 0..9 or a bitrate; anything else: defaults. */
@@ -255,6 +268,7 @@ static int convert_job(struct converter *c, struct job *j, char *reason, size_t 
     transcode_options_default(&o);
     read_options(j->options, &o);
     o.cpu_seconds_max = (double)c->cfg->convert_cpu_seconds;
+    o.threads = job_threads(c);
     o.output_bytes_max = c->cfg->convert_max_mp3_bytes;
     struct progress p = {c, j->id};
     o.progress = on_progress;
@@ -500,6 +514,7 @@ struct converter *converter_start(const struct config *cfg, const struct convert
     c->jobs = deps->jobs;
     c->queue = deps->queue;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    c->cores = cores > 0 ? (int)cores : 1;
     c->workers =
         cfg->converter_workers > 0 ? (int)cfg->converter_workers : (int)(cores > 0 ? cores : 1);
     int rc = queue_declare(c->queue, cfg->mp3_queue);

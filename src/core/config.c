@@ -41,6 +41,7 @@ static const struct var vars[] = {
     NUM("HTTP_IDLE_TIMEOUT_SECONDS", http_idle_timeout, "30", 1, 3600),
     NUM("METRICS_PORT", metrics_port, "0", 0, 65535),
     NUM("CONVERTER_WORKERS", converter_workers, "0", 0, 256),
+    NUM("CONVERTER_THREADS_PER_JOB", converter_threads_per_job, "0", 0, 256),
     {"KEEP_VIDEOS", VAR_BOOL, offsetof(struct config, keep_videos), "true", 0, 0, false},
     NUM("CONVERT_CPU_SECONDS", convert_cpu_seconds, "3600", 1, 604800),
     NUM("CONVERT_MAX_MP3_BYTES", convert_max_mp3_bytes, "2147483648", 1024, 1099511627776),

@@ -33,11 +33,12 @@ struct config {
     long metrics_port;            /* converter/notifier /metrics port; 0: the defaults below */
 
     /* converter */
-    long converter_workers;     /* conversions at once; 0: one per core */
-    bool keep_videos;           /* keep a video once its MP3 is stored (as specified) */
-    long convert_cpu_seconds;   /* CPU time one conversion may take */
-    long convert_max_mp3_bytes; /* largest MP3 one conversion may write */
-    const char *crash_at;       /* tests only: a phase at which to die with SIGKILL */
+    long converter_workers;         /* conversions at once; 0: one per core */
+    long converter_threads_per_job; /* encoder threads of one conversion; 0: the idle cores */
+    bool keep_videos;               /* keep a video once its MP3 is stored (as specified) */
+    long convert_cpu_seconds;       /* CPU time one conversion may take */
+    long convert_max_mp3_bytes;     /* largest MP3 one conversion may write */
+    const char *crash_at;           /* tests only: a phase at which to die with SIGKILL */
 
     /* mail: SMTP_URL or GMAIL_ADDRESS set selects SMTP, else the outbox */
     const char *smtp_url;  /* smtp://host:port (STARTTLS) or smtps://host:port */
