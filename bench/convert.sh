@@ -3,8 +3,10 @@
 # (`ffmpeg -i IN -vn -c:a libmp3lame -q:a 2 OUT`, the same encoder and
 # quality) on the same files: a 720p H.264/AAC MP4 and an MKV with Opus,
 # each MINUTES long (default 10), RUNS runs each (default 3), alternating
-# ours and ffmpeg's so drift hits both alike. Prints wall time, CPU time
-# (user + sys) and peak RSS (medians), and the ratios ours/ffmpeg; then
+# ours with one encoder thread (K=1), ours with K=THREADS (default 2,
+# segment-parallel encoding) and ffmpeg's, so drift hits all alike.
+# Prints wall time, CPU time (user + sys) and peak RSS (medians), the
+# ratios ffmpeg/ours in wall time (speed-up) and K/K=1 in CPU time; then
 # the jobs/minute of `vid2mp3 converter` with 1 and with 2 workers on a
 # batch of BATCH (default 20) one-minute clips. One result line.
 # The media are generated once with ffmpeg into $VID2MP3_BENCH_MEDIA
@@ -57,18 +59,21 @@ median() { # file, column -> median
   sort -n -k"$2" "$1" | awk -v c="$2" '{ v[NR] = $c } END { print v[int((NR + 1) / 2)] }'
 }
 
+threads=${THREADS:-2}
 summary=""
 for f in "$mp4" "$mkv"; do
   name=$(basename "$f")
   for _ in $(seq 1 "$runs"); do
-    measure "ours-$name" "$bin" convert "$f" "$work/ours.mp3"
+    measure "k1-$name" "$bin" convert "$f" "$work/k1.mp3" --threads 1
+    measure "kn-$name" "$bin" convert "$f" "$work/kn.mp3" --threads "$threads"
     measure "ffmpeg-$name" ffmpeg -nostdin -loglevel error -y -i "$f" -vn -c:a libmp3lame -q:a 2 "$work/ffmpeg.mp3"
   done
-  ow=$(median "$work/ours-$name" 1); oc=$(median "$work/ours-$name" 2); orss=$(median "$work/ours-$name" 3)
-  fw=$(median "$work/ffmpeg-$name" 1); fc=$(median "$work/ffmpeg-$name" 2); frss=$(median "$work/ffmpeg-$name" 3)
-  summary+=$(printf '%s: ours %.2fs wall %.2fs cpu %d MiB, ffmpeg %.2fs wall %.2fs cpu %d MiB, ratio wall %.2f cpu %.2f | ' \
-    "$name" "$ow" "$oc" $((orss / 1024)) "$fw" "$fc" $((frss / 1024)) \
-    "$(echo "$ow / $fw" | bc -l)" "$(echo "$oc / $fc" | bc -l)")
+  read -r w1 c1 r1 < <(for c in 1 2 3; do median "$work/k1-$name" "$c"; done | xargs)
+  read -r wn cn rn < <(for c in 1 2 3; do median "$work/kn-$name" "$c"; done | xargs)
+  read -r fw fc fr < <(for c in 1 2 3; do median "$work/ffmpeg-$name" "$c"; done | xargs)
+  summary+=$(printf '%s: K=1 %.2fs wall %.2fs cpu %d MiB, K=%d %.2fs wall %.2fs cpu %d MiB, ffmpeg %.2fs wall %.2fs cpu %d MiB; speed-up vs ffmpeg K=1 x%.2f K=%d x%.2f, cpu K=%d/K=1 %.3f | ' \
+    "$name" "$w1" "$c1" $((r1 / 1024)) "$threads" "$wn" "$cn" $((rn / 1024)) "$fw" "$fc" $((fr / 1024)) \
+    "$(echo "$fw / $w1" | bc -l)" "$threads" "$(echo "$fw / $wn" | bc -l)" "$threads" "$(echo "$cn / $c1" | bc -l)")
 done
 
 # jobs/minute through the converter service: the embedded queue, a batch

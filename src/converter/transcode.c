@@ -100,6 +100,7 @@ struct tc {
     /* segment-parallel: t->enc only gives the stream's parameters, and the
      * PCM goes to segs (segments.h) */
     struct segments *segs;
+    bool splice_failed; /* segs could not join its frames: worth one pass */
 
     /* copying */
     int copy;
@@ -745,6 +746,7 @@ static int segments_failed(struct tc *t, int rc)
     case SEGMENTS_ENOMEM:
         return fail(t, AVERROR(ENOMEM), TRANSCODE_ENOMEM, "out of memory");
     case SEGMENTS_ESPLICE:
+        t->splice_failed = true;
         return fail(t, 0, TRANSCODE_EIO, "the MP3's segments could not be joined");
     case SEGMENTS_EENCODER:
         return fail(t, 0, TRANSCODE_EMEDIA, R_UNDECODABLE);
@@ -1026,16 +1028,12 @@ void transcode_options_default(struct transcode_options *o)
     o->parallel_min_seconds = 60;
 }
 
-int transcode(const struct transcode_input *in, const struct transcode_output *out,
-              const struct transcode_options *o, struct transcode_result *res)
+/* One attempt with options o. */
+static int transcode_once(const struct transcode_input *in, const struct transcode_output *out,
+                          const struct transcode_options *o, struct transcode_result *res,
+                          bool *splice_failed)
 {
-    pthread_once(&log_once, init_logging);
     memset(res, 0, sizeof(*res));
-    struct transcode_options defaults;
-    if (o == NULL) {
-        transcode_options_default(&defaults);
-        o = &defaults;
-    }
     struct tc t = {.in = in, .o = o, .res = res, .cpu_start = thread_cpu()};
 
     const AVInputFormat *fmt = NULL;
@@ -1055,8 +1053,32 @@ int transcode(const struct transcode_input *in, const struct transcode_output *o
     rc = TRANSCODE_OK;
 out:
     cleanup(&t);
+    *splice_failed = t.splice_failed;
     if (rc != TRANSCODE_OK && res->reason[0] == '\0')
         set_reason(&t, rc, transcode_strerror(rc));
+    return rc;
+}
+
+int transcode(const struct transcode_input *in, const struct transcode_output *out,
+              const struct transcode_options *o, struct transcode_result *res)
+{
+    pthread_once(&log_once, init_logging);
+    struct transcode_options defaults;
+    if (o == NULL) {
+        transcode_options_default(&defaults);
+        o = &defaults;
+    }
+    bool splice_failed = false;
+    int rc = transcode_once(in, out, o, res, &splice_failed);
+    if (rc != TRANSCODE_OK && splice_failed) {
+        /* a join the splice could not make (data that does not fit even at
+         * the top bitrate): nothing reached the output; one pass instead */
+        log_warn("the segments could not be joined: converting in one pass",
+                 json_pack("{s:s}", "reason", res->reason));
+        struct transcode_options one = *o;
+        one.threads = 1;
+        rc = transcode_once(in, out, &one, res, &splice_failed);
+    }
     return rc;
 }
 
