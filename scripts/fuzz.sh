@@ -8,9 +8,9 @@ secs=${FUZZ_SECONDS:-20}
 CC=clang cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVID2MP3_FUZZ=ON \
   -DVID2MP3_TESTS=OFF >/dev/null
 cmake --build build-fuzz -j"$(nproc)" --target fuzz_token fuzz_credentials fuzz_router fuzz_range \
-  fuzz_message
+  fuzz_message fuzz_mp3splice
 mkdir -p build-fuzz/artifacts
-for t in token credentials router range message; do
+for t in token credentials router range message mp3splice; do
   work=build-fuzz/corpus-$t
   mkdir -p "$work"
   echo "=== fuzz_$t for ${secs}s"
@@ -18,4 +18,4 @@ for t in token credentials router range message; do
     -artifact_prefix=build-fuzz/artifacts/ "$work" "tests/fuzz/corpus/$t" 2>&1 | tail -4
   [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz_$t failed" >&2; exit 1; }
 done
-echo "=== fuzz: 5 targets, ${secs}s each, no findings"
+echo "=== fuzz: 6 targets, ${secs}s each, no findings"

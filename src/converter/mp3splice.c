@@ -15,7 +15,11 @@ static const int rates_v1[3] = {44100, 48000, 32000};
 
 int mp3_frame_size(int version, int bitrate_index, int sample_rate, int padding)
 {
-    if (bitrate_index < 1 || bitrate_index > BITRATE_INDEX_MAX || sample_rate <= 0)
+    if (bitrate_index < 1 || bitrate_index > BITRATE_INDEX_MAX)
+        return 0;
+    int div = version == 1 ? 1 : version == 2 ? 2 : version == 25 ? 4 : 0;
+    if (div == 0 || (sample_rate * div != rates_v1[0] && sample_rate * div != rates_v1[1] &&
+                     sample_rate * div != rates_v1[2]))
         return 0;
     if (version == 1)
         return 144000 * kbps_v1[bitrate_index] / sample_rate + (padding != 0);
@@ -97,7 +101,8 @@ static int data_bytes(const struct mp3_header *h, const uint8_t *side)
 struct out_frame {
     uint8_t buf[MP3_FRAME_MAX];
     struct mp3_header h;
-    int64_t p; /* where its payload starts in the output payload stream */
+    int64_t p;   /* where its payload starts in the output payload stream */
+    bool raised; /* its bitrate index was raised (counted once) */
 };
 
 /* The current segment's payload stream: its last bytes (main_data_begin
@@ -190,7 +195,9 @@ static void raise_bitrate(struct mp3splice *s, struct out_frame *f)
     f->h.bitrate_index = idx;
     f->h.bitrate = f->h.version == 1 ? kbps_v1[idx] : kbps_v2[idx];
     f->h.size = size;
-    s->raised++;
+    if (!f->raised)
+        s->raised++;
+    f->raised = true;
 }
 
 /* Copies data into the output stream at position pos, across the pending
@@ -253,6 +260,7 @@ static int place(struct mp3splice *s, const uint8_t *frame, const struct mp3_hea
     memcpy(f->buf, frame, (size_t)(4 + h->side_size));
     f->h = *h;
     f->p = s->out_end;
+    f->raised = false;
     struct out_frame *prev = s->count > s->ready ? slot(s, s->count - 1) : NULL;
     for (;;) {
         int64_t start = f->p - mdb > s->data_end ? f->p - mdb : s->data_end;
