@@ -601,6 +601,66 @@ static void api_limits_and_cancel(void **state)
     assert_int_equal(k.calls, 0);
 }
 
+/* Segment-parallel options (segments.h): many small segments on 3 threads. */
+static void parallel_options(struct transcode_options *o)
+{
+    transcode_options_default(o);
+    o->threads = 3;
+    o->parallel_min_seconds = 0;
+    o->segment_frames = 8;
+}
+
+/* The unlucky cases above through the segment-parallel path: nothing
+ * reaches the output, the threads stop, nothing leaks (sanitizer build). */
+static void api_parallel_unlucky(void **state)
+{
+    (void)state;
+    struct transcode_options o;
+    struct transcode_result r;
+
+    parallel_options(&o);
+    struct sink ok = {0};
+    int rc = run_api("index-at-end.mp4", -1, &o, &ok, &r);
+    if (rc != TRANSCODE_OK)
+        fail_msg("transcode: %d: %s", rc, r.reason);
+    assert_true(r.segments > 10);
+    assert_int_equal(ok.bytes, (size_t)r.bytes);
+    assert_true(r.duration > 2.9 && r.duration < 3.1);
+
+    const long at[] = {60000, 120000};
+    for (size_t i = 0; i < sizeof(at) / sizeof(at[0]); i++) {
+        struct sink k = {0};
+        rc = run_api("index-at-end.mp4", at[i], &o, &k, &r);
+        if (rc != TRANSCODE_EIO)
+            fail_msg("read fails after %ld bytes: %d (want EIO): %s", at[i], rc, r.reason);
+        assert_int_equal(k.calls, 0);
+    }
+
+    struct sink bad = {.fail = -1};
+    assert_int_equal(run_api("faststart.mp4", -1, &o, &bad, &r), TRANSCODE_EIO);
+    assert_int_equal(bad.calls, 1);
+
+    struct sink k = {0};
+    parallel_options(&o);
+    o.output_bytes_max = 10000;
+    assert_int_equal(run_api("faststart.mp4", -1, &o, &k, &r), TRANSCODE_ELIMIT);
+    assert_non_null(strstr(r.reason, "larger than allowed"));
+
+    parallel_options(&o);
+    o.cpu_seconds_max = 1e-6;
+    assert_int_equal(run_api("opus.mkv", -1, &o, &k, &r), TRANSCODE_ELIMIT);
+    assert_non_null(strstr(r.reason, "processing time"));
+
+    volatile int cancel = 0;
+    struct watch w = {.cancel_at_first = &cancel};
+    parallel_options(&o);
+    o.cancel = &cancel;
+    o.progress = on_progress;
+    o.progress_cls = &w;
+    assert_int_equal(run_api("pcm.mov", -1, &o, &k, &r), TRANSCODE_ECANCELED);
+    assert_int_equal(k.calls, 0);
+}
+
 static int collect(void *cls, const void *data, size_t len)
 {
     FILE *f = cls;
@@ -683,6 +743,7 @@ int main(int argc, char **argv)
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(api_input_fails);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(api_output_fails);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(api_limits_and_cancel);
+    tests[n++] = (struct CMUnitTest)cmocka_unit_test(api_parallel_unlucky);
     tests[n++] = (struct CMUnitTest)cmocka_unit_test(spill_moves_to_disk);
     return _cmocka_run_group_tests("convert", tests, n, make_corpus, remove_corpus);
 }
