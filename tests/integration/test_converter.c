@@ -307,6 +307,55 @@ static void converts_a_job(void **state)
     assert_string_equal(codec, "mp3\n");
 }
 
+/* The converter's "converted" log line of job id (caller frees), or NULL. */
+static char *converted_line(const char *id)
+{
+    char *log = th_slurp(conv.log, NULL);
+    assert_non_null(log);
+    char *line = NULL;
+    for (char *l = log; l != NULL && line == NULL;) {
+        char *nl = strchr(l, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        if (strstr(l, "\"msg\":\"converted\"") != NULL && strstr(l, id) != NULL)
+            line = strdup(l);
+        l = nl != NULL ? nl + 1 : NULL;
+    }
+    free(log);
+    return line;
+}
+
+/* A job alone on a machine of several cores uses them all
+ * (CONVERTER_THREADS_PER_JOB=0): the 300 s input is encoded in segments
+ * on one thread per core, and the MP3 is whole. */
+static void long_job_uses_every_core(void **state)
+{
+    (void)state;
+    char id[25];
+    submit(long_path, "long.wav", "{}", id);
+    struct job j = wait_job(id, 120);
+    if (j.status != JOB_DONE)
+        fail_msg("job failed: %s", j.error);
+    char *line = converted_line(id);
+    if (line == NULL)
+        fail_msg("no \"converted\" log line for %s", id);
+    json_error_t e;
+    json_t *log = json_loads(line, 0, &e);
+    if (log == NULL)
+        fail_msg("not JSON: %s", line);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    json_int_t threads = json_integer_value(json_object_get(log, "threads"));
+    json_int_t segments = json_integer_value(json_object_get(log, "segments"));
+    if (cores > 1 && (threads != cores || segments < 2))
+        fail_msg("%ld cores: threads %lld, segments %lld: %s", cores, (long long)threads,
+                 (long long)segments, line);
+    if (cores == 1 && (threads != 1 || segments != 0))
+        fail_msg("one core: %s", line);
+    assert_true(json_real_value(json_object_get(log, "duration")) > 299.9);
+    json_decref(log);
+    free(line);
+}
+
 static void no_audio_fails_with_a_reason(void **state)
 {
     (void)state;
@@ -531,6 +580,7 @@ int main(int argc, char **argv)
     distributed = strcmp(argv[2], "distributed") == 0;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(converts_a_job),
+        cmocka_unit_test(long_job_uses_every_core),
         cmocka_unit_test(no_audio_fails_with_a_reason),
         cmocka_unit_test(unknown_job_is_dropped),
         cmocka_unit_test(poison_message_is_dead_lettered),
