@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The longest main data: 4 granule-channels of 4095 bits. */
+#define MAIN_DATA_MAX 2048
 /* How far back main_data_begin can point: 9 bits in MPEG-1, 8 in MPEG-2. */
 #define MDB_MAX_V1 511
 #define MDB_MAX_V2 255
@@ -98,16 +100,31 @@ static int data_bytes(const struct mp3_header *h, const uint8_t *side)
 
 /* ---- the splicer ------------------------------------------------------ */
 
+/* A kept frame not popped yet: its header and side info, and where its
+ * payload and its data sit in the output payload stream. */
 struct out_frame {
-    uint8_t buf[MP3_FRAME_MAX];
+    uint8_t hs[4 + 32]; /* header and side info; main_data_begin set at pop */
     struct mp3_header h;
-    int64_t p;   /* where its payload starts in the output payload stream */
+    int64_t p;   /* its payload's start */
+    int64_t s;   /* its data's start (p - s is its main_data_begin) */
     bool raised; /* its bitrate index was raised (counted once) */
 };
 
 /* The current segment's payload stream: its last bytes (main_data_begin
  * reaches at most MDB_MAX_V1 back), then the frame being pushed. */
 #define SRC_CAP (MDB_MAX_V1 + MP3_FRAME_MAX)
+
+/* The first frame a segment encoded past its span (its post-roll): at a
+ * join the splice cannot make, it stands in for the next segment's first
+ * kept frame, which covers the same samples. */
+struct spare {
+    bool have;
+    uint8_t hs[4 + 32];
+    struct mp3_header h;
+    int mdb;
+    int len;
+    uint8_t data[MAIN_DATA_MAX];
+};
 
 struct mp3splice {
     int error; /* sticky */
@@ -123,9 +140,18 @@ struct mp3splice {
     /* kept frames not popped yet, a ring; the first `ready` can be popped */
     struct out_frame *pend;
     int pend_cap, head, count, ready;
-    int64_t out_end;  /* the output payload position after the last frame */
+    /* the output payload stream from the first pending frame's payload:
+     * ob[0] is position ob_base; it ends at out_end */
+    uint8_t *ob;
+    size_t ob_cap;
+    int64_t ob_base;
+    int64_t out_end;  /* the position after the last frame's payload */
     int64_t data_end; /* the end of the last frame's data */
-    long raised;
+    uint8_t popped[MP3_FRAME_MAX];
+    long raised, slid;
+
+    int seg_kept; /* frames kept from the current segment */
+    struct spare spare;
 };
 
 struct mp3splice *mp3splice_new(void)
@@ -138,6 +164,7 @@ void mp3splice_free(struct mp3splice *s)
     if (s == NULL)
         return;
     free(s->pend);
+    free(s->ob);
     free(s);
 }
 
@@ -145,6 +172,7 @@ void mp3splice_begin_segment(struct mp3splice *s)
 {
     s->src_len = 0;
     s->src_total = 0;
+    s->seg_kept = 0;
 }
 
 long mp3splice_raised(const struct mp3splice *s)
@@ -152,19 +180,19 @@ long mp3splice_raised(const struct mp3splice *s)
     return s->raised;
 }
 
+long mp3splice_slid(const struct mp3splice *s)
+{
+    return s->slid;
+}
+
 static struct out_frame *slot(struct mp3splice *s, int i)
 {
     return &s->pend[(s->head + i) % s->pend_cap];
 }
 
-static int payload_cap(const struct out_frame *f)
+static int payload_cap(const struct mp3_header *h)
 {
-    return f->h.size - 4 - f->h.side_size;
-}
-
-static uint8_t *payload(struct out_frame *f)
-{
-    return f->buf + 4 + f->h.side_size;
+    return h->size - 4 - h->side_size;
 }
 
 /* Room for one more pending frame. */
@@ -185,46 +213,68 @@ static int reserve(struct mp3splice *s)
     return 0;
 }
 
-/* Raises f's bitrate index by one step: the frame grows, zeros at its end. */
-static void raise_bitrate(struct mp3splice *s, struct out_frame *f)
+/* Makes the output stream reach end, zeros added. */
+static int extend(struct mp3splice *s, int64_t end)
 {
+    size_t need = (size_t)(end - s->ob_base), have = (size_t)(s->out_end - s->ob_base);
+    if (need <= have)
+        return 0;
+    if (need > s->ob_cap) {
+        size_t n = s->ob_cap > 0 ? s->ob_cap : 4096;
+        while (n < need)
+            n *= 2;
+        uint8_t *b = realloc(s->ob, n);
+        if (b == NULL)
+            return MP3SPLICE_ENOMEM;
+        s->ob = b;
+        s->ob_cap = n;
+    }
+    memset(s->ob + have, 0, need - have);
+    s->out_end = end;
+    return 0;
+}
+
+/* Raises pending frame i's bitrate index by one step, while the newest
+ * pending frame is being placed. Its payload grows at its end: the frames
+ * after it start that much later while their data stay where they are
+ * (their main_data_begin grows), and the stream gets as many zeros at its
+ * end. Returns the growth, or 0 when it cannot: the top index, or a later
+ * placed frame's main_data_begin would pass the limit. */
+static int raise_frame(struct mp3splice *s, int i)
+{
+    struct out_frame *f = slot(s, i);
     int idx = f->h.bitrate_index + 1;
+    if (idx > BITRATE_INDEX_MAX)
+        return 0;
     int size = mp3_frame_size(f->h.version, idx, f->h.sample_rate, f->h.padding);
-    memset(f->buf + f->h.size, 0, (size_t)(size - f->h.size));
-    f->buf[2] = (uint8_t)((f->buf[2] & 0x0F) | (idx << 4));
+    int grow = size - f->h.size;
+    for (int j = i + 1; j < s->count - 1; j++) {
+        const struct out_frame *g = slot(s, j);
+        if (g->p + grow - g->s > s->mdb_max)
+            return 0;
+    }
+    if (extend(s, s->out_end + grow) != 0)
+        return 0;
+    for (int j = i + 1; j < s->count; j++)
+        slot(s, j)->p += grow;
+    f->hs[2] = (uint8_t)((f->hs[2] & 0x0F) | (idx << 4));
     f->h.bitrate_index = idx;
     f->h.bitrate = f->h.version == 1 ? kbps_v1[idx] : kbps_v2[idx];
     f->h.size = size;
     if (!f->raised)
         s->raised++;
     f->raised = true;
+    return grow;
 }
 
-/* Copies data into the output stream at position pos, across the pending
- * frames' payloads (the caller made sure they hold it). */
-static void lay(struct mp3splice *s, int64_t pos, const uint8_t *data, int len)
-{
-    for (int i = 0; i < s->count && len > 0; i++) {
-        struct out_frame *f = slot(s, i);
-        int64_t end = f->p + payload_cap(f);
-        if (pos >= end)
-            continue;
-        int off = (int)(pos - f->p), n = (int)(end - pos) < len ? (int)(end - pos) : len;
-        memcpy(payload(f) + off, data, (size_t)n);
-        data += n;
-        pos += n;
-        len -= n;
-    }
-}
-
-/* Frames no later data can reach become ready; the newest never does
- * before the end (the next frame may raise its bitrate). */
+/* Frames that no later frame's data can reach (main_data_begin points at
+ * most mdb_max back) become ready. Until then a frame may still grow to
+ * make room at a join (raise_frame). */
 static void mark_ready(struct mp3splice *s)
 {
     while (s->ready < s->count - 1) {
-        struct out_frame *f = slot(s, s->ready);
-        int64_t end = f->p + payload_cap(f);
-        if (s->data_end < end && s->out_end - s->mdb_max < end)
+        const struct out_frame *f = slot(s, s->ready);
+        if (s->out_end - s->mdb_max < f->p + payload_cap(&f->h))
             break;
         s->ready++;
     }
@@ -247,38 +297,69 @@ static int check_frame(struct mp3splice *s, const uint8_t *frame, size_t len, st
     return 0;
 }
 
-/* Places the kept frame (header h, side info side) whose data is
- * data[0..len) and whose encoder put it mdb bytes before its payload. */
+/* Not placed: its data would start later than its encoder had it. */
+#define ESHIFT 1
+
+/* Raises the newest pending frame before the one being placed that can
+ * grow; its growth, or 0. */
+static int raise_earlier(struct mp3splice *s)
+{
+    int grew = 0;
+    for (int i = s->count - 2; i >= s->ready && grew == 0; i--)
+        grew = raise_frame(s, i);
+    return grew;
+}
+
+/* Places the kept frame (header h) whose data is data[0..len) and whose
+ * encoder put it mdb bytes before its payload: where its encoder had it.
+ * When the previous frame's data end after that point (at a join), an
+ * earlier frame grows until they do not (the frame starts later); if none
+ * can, the data start later than the encoder had them (allow_shift; else
+ * ESHIFT), which the next frames inherit until stuffing absorbs it. When
+ * the data then do not fit, a frame grows: this one, else the newest
+ * earlier one that can; else MP3SPLICE_EFULL. Not placed, the stream is
+ * as before but for frames that grew. */
 static int place(struct mp3splice *s, const uint8_t *frame, const struct mp3_header *h, int mdb,
-                 const uint8_t *data, int len)
+                 const uint8_t *data, int len, bool allow_shift)
 {
     int rc = reserve(s);
     if (rc != 0)
         return rc;
+    if (s->count == 0)
+        s->ob_base = s->out_end; /* nothing pending: the stream restarts here */
     struct out_frame *f = slot(s, s->count);
-    memset(f->buf, 0, sizeof(f->buf));
-    memcpy(f->buf, frame, (size_t)(4 + h->side_size));
+    memcpy(f->hs, frame, (size_t)(4 + h->side_size));
     f->h = *h;
     f->p = s->out_end;
     f->raised = false;
-    struct out_frame *prev = s->count > s->ready ? slot(s, s->count - 1) : NULL;
+    if ((rc = extend(s, f->p + payload_cap(h))) != 0)
+        return rc;
+    s->count++; /* f is the newest pending frame from here on */
     for (;;) {
         int64_t start = f->p - mdb > s->data_end ? f->p - mdb : s->data_end;
-        if (start + len <= f->p + payload_cap(f)) {
-            set_mdb(h, f->buf + 4, (int)(f->p - start));
-            s->count++;
-            lay(s, start, data, len);
+        if (start > f->p - mdb) {
+            if (raise_earlier(s) > 0)
+                continue;
+            if (!allow_shift) {
+                s->count--;
+                s->out_end = f->p;
+                return ESHIFT;
+            }
+        }
+        if (start + len <= f->p + payload_cap(&f->h)) {
+            f->s = start;
+            memcpy(s->ob + (start - s->ob_base), data, (size_t)len);
             s->data_end = start + len;
-            s->out_end = f->p + payload_cap(f);
             return 0;
         }
-        if (f->h.bitrate_index < BITRATE_INDEX_MAX) {
-            raise_bitrate(s, f);
-        } else if (prev != NULL && prev->h.bitrate_index < BITRATE_INDEX_MAX) {
-            int before = payload_cap(prev);
-            raise_bitrate(s, prev);
-            f->p += payload_cap(prev) - before;
-        } else {
+        int grew = 0;
+        for (int i = s->count - 1; i >= s->ready && grew == 0; i--)
+            grew = raise_frame(s, i);
+        if (grew == 0) {
+            /* not placed: the stream ends where it would have begun
+             * (earlier frames may have grown: that stays) */
+            s->count--;
+            s->out_end = f->p;
             return MP3SPLICE_EFULL;
         }
     }
@@ -296,7 +377,7 @@ int mp3splice_push(struct mp3splice *s, const uint8_t *frame, size_t len, bool k
         return s->error = rc;
     const uint8_t *side = frame + 4;
     int mdb = mdb_of(&h, side), n = data_bytes(&h, side);
-    int cap = h.size - 4 - h.side_size;
+    int cap = payload_cap(&h);
     if (mdb > s->src_total || n > mdb + cap)
         return s->error = MP3SPLICE_EDATA;
     /* keep the last mdb_max bytes, then append this payload */
@@ -308,11 +389,36 @@ int mp3splice_push(struct mp3splice *s, const uint8_t *frame, size_t len, bool k
     int at = s->src_len - mdb; /* mdb <= src_total and mdb <= mdb_max: inside src */
     s->src_len += cap;
     s->src_total += cap;
-    if (!keep)
+    if (!keep) {
+        if (s->seg_kept > 0 && !s->spare.have) {
+            s->spare.have = true;
+            memcpy(s->spare.hs, frame, (size_t)(4 + h.side_size));
+            s->spare.h = h;
+            s->spare.mdb = mdb;
+            s->spare.len = n;
+            memcpy(s->spare.data, s->src + at, (size_t)n);
+        }
         return 0;
-    rc = place(s, frame, &h, mdb, s->src + at, n);
+    }
+    rc = ESHIFT;
+    if (s->seg_kept == 0 && s->spare.have) {
+        /* a join: this frame where its encoder had it, else the previous
+         * segment's frame for the same samples where its encoder had it
+         * (the join moves one frame on), else this one, later */
+        rc = place(s, frame, &h, mdb, s->src + at, n, false);
+        if (rc == ESHIFT) {
+            const struct spare *p = &s->spare;
+            rc = place(s, p->hs, &p->h, p->mdb, p->data, p->len, false);
+            if (rc == 0)
+                s->slid++;
+        }
+    }
+    if (rc == ESHIFT)
+        rc = place(s, frame, &h, mdb, s->src + at, n, true);
     if (rc != 0)
         return s->error = rc;
+    if (s->seg_kept++ == 0)
+        s->spare.have = false;
     mark_ready(s);
     return 0;
 }
@@ -328,8 +434,17 @@ bool mp3splice_pop(struct mp3splice *s, const uint8_t **frame, size_t *len)
     if (s->ready == 0)
         return false;
     struct out_frame *f = slot(s, 0);
-    *frame = f->buf;
+    int hs = 4 + f->h.side_size, cap = payload_cap(&f->h);
+    memcpy(s->popped, f->hs, (size_t)hs);
+    set_mdb(&f->h, s->popped + 4, (int)(f->p - f->s));
+    memcpy(s->popped + hs, s->ob + (f->p - s->ob_base), (size_t)cap);
+    *frame = s->popped;
     *len = (size_t)f->h.size;
+    /* the stream before the next frame's payload is no longer needed */
+    int64_t next = f->p + cap;
+    size_t drop = (size_t)(next - s->ob_base);
+    memmove(s->ob, s->ob + drop, (size_t)(s->out_end - next));
+    s->ob_base = next;
     s->head = (s->head + 1) % s->pend_cap;
     s->count--;
     s->ready--;

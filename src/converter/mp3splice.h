@@ -17,9 +17,17 @@
  * at a join). The gap, if any, is stuffing (zero bytes, ignored by
  * decoders as ancillary data). When a frame's data would then run past
  * its frame's end, the frame's bitrate index is raised (a bigger frame,
- * the same audio), or, at the top bitrate, the previous frame's. Headers
- * and side info are unchanged except main_data_begin and raised bitrate
- * indexes. Within a segment the output is byte for byte the input.
+ * the same audio), or, at the top bitrate, an earlier frame's that no
+ * later data reaches yet (the frames after it then start later: their
+ * main_data_begin grows, within its limit). Headers and side info are
+ * unchanged except main_data_begin and raised bitrate indexes. Within a
+ * segment the output is byte for byte the input (stuffing bytes zeroed).
+ *
+ * When even that cannot make room for a segment's first kept frame, the
+ * join moves one frame on: the previous segment's first non-kept frame
+ * (its first post-roll frame, which covers the same samples) is laid in
+ * its place, and the segment's next frames follow. Only when that fails
+ * too does the push fail with MP3SPLICE_EFULL.
  *
  * Frames with a CRC, free-format frames and layers I and II are refused.
  * Kept frames come out in push order, one for one; a frame comes out once
@@ -95,5 +103,8 @@ bool mp3splice_pop(struct mp3splice *s, const uint8_t **frame, size_t *len);
 
 /* Frames whose bitrate index was raised so far. */
 long mp3splice_raised(const struct mp3splice *s);
+
+/* Joins moved one frame on so far. */
+long mp3splice_slid(const struct mp3splice *s);
 
 #endif

@@ -11,15 +11,15 @@
 #include <string.h>
 #include <time.h>
 
-#define FRAME 1152
-#define ROLL (SEGMENT_ROLL_FRAMES * FRAME)
+#define MPEG1_FRAME 1152 /* samples; MPEG-2 and 2.5 frames (rates to 24 kHz) have 576 */
+#define POST_ROLL (SEGMENT_ROLL_FRAMES * MPEG1_FRAME)
 
 enum seg_state { SEG_QUEUED, SEG_ENCODING, SEG_DONE };
 
 /* One segment: its PCM is [pre-roll | own span | post-roll]. */
 struct seg {
     int64_t first_sample; /* the stream's sample at pcm[0] */
-    int pre;              /* pre-roll frames: 0 for the first segment */
+    int pre;              /* pre-roll samples: 0 for the first segment */
     int own;              /* samples of its own span */
     int post;             /* post-roll samples */
     bool last;
@@ -32,7 +32,9 @@ struct seg {
 
 struct segments {
     struct segments_config c;
+    int fs;       /* samples per MP3 frame */
     int span;     /* samples per segment's own span */
+    int roll;     /* pre-roll samples */
     int cap;      /* samples a segment's PCM holds */
     int inflight; /* segments submitted, not yet spliced: at most this many */
     enum AVSampleFormat fmt;
@@ -160,17 +162,17 @@ static int encode(struct segments *s, struct seg *g)
     }
     f->format = s->fmt;
     f->sample_rate = s->c.enc.sample_rate;
-    f->nb_samples = FRAME;
+    f->nb_samples = s->fs;
     if ((rc = av_channel_layout_copy(&f->ch_layout, &e->ch_layout)) < 0 ||
         (rc = av_frame_get_buffer(f, 0)) < 0)
         goto out;
-    int total = g->pre * FRAME + g->own + g->post;
-    for (int off = 0; off < total; off += FRAME) {
+    int total = g->pre + g->own + g->post;
+    for (int off = 0; off < total; off += s->fs) {
         if (cancelled(s) || atomic_load(&s->stopping)) {
             rc = SEGMENTS_ECANCELED;
             goto out;
         }
-        int n = total - off < FRAME ? total - off : FRAME;
+        int n = total - off < s->fs ? total - off : s->fs;
         if ((rc = av_frame_make_writable(f)) < 0)
             goto out;
         for (int c = 0; c < s->planes; c++)
@@ -282,13 +284,13 @@ static int splice(struct segments *s, struct seg *g)
         return SEGMENTS_ECANCELED;
     if (g->err == AVERROR(ENOMEM))
         return SEGMENTS_ENOMEM;
-    int own_frames = g->own / FRAME;
-    if (g->err < 0 || (!g->last && g->npkts < g->pre + own_frames))
+    int pre_frames = g->pre / s->fs, own_frames = g->own / s->fs;
+    if (g->err < 0 || (!g->last && g->npkts < pre_frames + own_frames))
         return SEGMENTS_EENCODER;
     mp3splice_begin_segment(s->splice);
     for (int i = 0; i < g->npkts; i++) {
         AVPacket *p = g->pkts[i];
-        bool keep = i >= g->pre && (g->last || i < g->pre + own_frames);
+        bool keep = i >= pre_frames && (g->last || i < pre_frames + own_frames);
         if (mp3splice_push(s->splice, p->data, (size_t)p->size, keep) != 0)
             return SEGMENTS_ESPLICE;
         if (keep) {
@@ -374,10 +376,10 @@ static struct seg *seg_new(struct segments *s)
     }
     g->first_sample = s->samples;
     if (s->prev != NULL) {
-        g->pre = SEGMENT_ROLL_FRAMES;
-        g->first_sample -= ROLL;
-        int end = s->prev->pre * FRAME + s->prev->own;
-        copy_in(s, g->pcm, 0, (const uint8_t *const *)s->prev->pcm, end - ROLL, ROLL);
+        g->pre = s->roll;
+        g->first_sample -= s->roll;
+        int end = s->prev->pre + s->prev->own;
+        copy_in(s, g->pcm, 0, (const uint8_t *const *)s->prev->pcm, end - s->roll, s->roll);
     }
     return g;
 }
@@ -394,14 +396,14 @@ int segments_write(struct segments *s, const uint8_t *const *data, int nb_sample
             return s->error = SEGMENTS_ENOMEM;
         struct seg *g = s->cur;
         int room = s->span - g->own, n = nb_samples - done < room ? nb_samples - done : room;
-        copy_in(s, g->pcm, g->pre * FRAME + g->own, data, done, n);
+        copy_in(s, g->pcm, g->pre + g->own, data, done, n);
         g->own += n;
         struct seg *p = s->prev;
         if (p != NULL) {
-            int m = ROLL - p->post < n ? ROLL - p->post : n;
-            copy_in(s, p->pcm, p->pre * FRAME + p->own + p->post, data, done, m);
+            int m = POST_ROLL - p->post < n ? POST_ROLL - p->post : n;
+            copy_in(s, p->pcm, p->pre + p->own + p->post, data, done, m);
             p->post += m;
-            if (p->post == ROLL) {
+            if (p->post == POST_ROLL) {
                 s->prev = NULL;
                 int rc = submit(s, p);
                 if (rc < 0)
@@ -457,6 +459,19 @@ double segments_cpu_seconds(struct segments *s)
     return c;
 }
 
+int segments_preroll_frames(const struct mp3enc_settings *st)
+{
+    if (st->bitrate <= 0)
+        return SEGMENT_ROLL_FRAMES;
+    /* bits of 1152 samples, and LAME's reservoir bound for them (4088
+     * bits per MPEG-1 frame, 2040 per MPEG-2 frame of 576 samples) */
+    double bits = 1152.0 * (st->bitrate < 320 ? st->bitrate : 320) * 1000 / st->sample_rate;
+    double resv = st->sample_rate > 24000 ? 4088 : 2 * 2040;
+    int fill = (int)(0.9 * resv / (0.1 * bits) + 0.999);
+    int n = fill + SEGMENT_ROLL_FRAMES;
+    return n < SEGMENT_ROLL_MAX_FRAMES ? n : SEGMENT_ROLL_MAX_FRAMES;
+}
+
 int segments_count(const struct segments *s)
 {
     return s->nsegs;
@@ -476,11 +491,18 @@ struct segments *segments_new(const struct segments_config *c)
     if (s == NULL)
         return NULL;
     s->c = *c;
-    int frames = c->segment_frames > 0 ? c->segment_frames : SEGMENT_FRAMES_DEFAULT;
+    s->fs = c->enc.sample_rate > 24000 ? MPEG1_FRAME : MPEG1_FRAME / 2;
+    int roll_frames = segments_preroll_frames(&c->enc);
+    int frames = c->segment_frames;
+    if (frames <= 0) /* long enough that the pre-roll costs at most an eighth */
+        frames =
+            8 * roll_frames > SEGMENT_FRAMES_DEFAULT ? 8 * roll_frames : SEGMENT_FRAMES_DEFAULT;
     if (frames < SEGMENT_FRAMES_MIN)
         frames = SEGMENT_FRAMES_MIN;
-    s->span = frames * FRAME;
-    s->cap = s->span + 2 * ROLL;
+    s->span = frames * MPEG1_FRAME;
+    /* the pre-roll comes from the previous segment alone */
+    s->roll = (roll_frames < frames ? roll_frames : frames) * MPEG1_FRAME;
+    s->cap = s->roll + s->span + POST_ROLL;
     s->inflight = c->threads + 1;
     s->fmt = c->enc.sample_fmt;
     s->planes = c->enc.channels;

@@ -2,11 +2,11 @@
  * segments: one job's MP3 encoded on several threads (issue 10).
  *
  * The caller writes the PCM in order, in the encoder's format. It is cut
- * into segments of segment_frames frames (1152 samples); each is encoded
- * by its own libmp3lame encoder (mp3enc.h) on one of `threads` threads,
- * starting SEGMENT_ROLL_FRAMES frames early (pre-roll: the psychoacoustic
- * model and the bit reservoir settle) and running as many past its end
- * (post-roll). Each segment keeps the frames of its own span; they are
+ * into segments of segment_frames × 1152 samples; each is encoded by its
+ * own libmp3lame encoder (mp3enc.h) on one of `threads` threads, starting
+ * early (pre-roll: segments_preroll_frames) and running SEGMENT_ROLL_FRAMES
+ * × 1152 samples past its end (post-roll). Each segment keeps the frames
+ * of its own span (1152 samples each, 576 at rates up to 24 kHz); they are
  * spliced in order with the bit reservoir kept (mp3splice.h) and handed
  * to the sink, on the caller's thread, with timestamps of the whole
  * stream. A listener cannot tell the result from one encoder's.
@@ -25,6 +25,7 @@
 #define SEGMENT_FRAMES_DEFAULT 192 /* 5 s at 44.1 kHz */
 #define SEGMENT_FRAMES_MIN 8
 #define SEGMENT_ROLL_FRAMES 2 /* one is not enough (the join's SNR drops) */
+#define SEGMENT_ROLL_MAX_FRAMES 64
 
 enum {
     SEGMENTS_EENCODER = -101, /* an encoder failed or gave fewer frames than its span */
@@ -41,13 +42,23 @@ typedef int (*segments_sink)(void *cls, AVPacket *pkt);
 struct segments_config {
     struct mp3enc_settings enc; /* planar formats only (all libmp3lame takes) */
     int threads;                /* at least 1 */
-    int segment_frames;         /* 0: SEGMENT_FRAMES_DEFAULT; raised to SEGMENT_FRAMES_MIN */
+    /* × 1152 samples per segment; 0: SEGMENT_FRAMES_DEFAULT, or 8 times the
+     * pre-roll when that is longer; raised to SEGMENT_FRAMES_MIN */
+    int segment_frames;
     segments_sink sink;
     void *sink_cls;
     const volatile int *cancel; /* non-zero: stop with SEGMENTS_ECANCELED; may be NULL */
 };
 
 struct segments;
+
+/* The pre-roll, in 1152-sample units, a segment encoded with st needs so
+ * that its first kept frame is encoded as one encoder would: VBR, 2 (the
+ * psychoacoustic model settles; one is not enough). CBR, enough more for a
+ * new LAME encoder to fill its bit reservoir (it holds back a tenth of each
+ * frame's bits until it is 90% full): 7 at 320 kbit/s, 13 at 128, 46 at
+ * 32 (44.1 kHz). A segment's pre-roll is at most its span. */
+int segments_preroll_frames(const struct mp3enc_settings *st);
 
 /* Starts the threads; NULL when out of memory or threads. */
 struct segments *segments_new(const struct segments_config *c);

@@ -30,6 +30,7 @@
 #include <libavutil/audio_fifo.h>
 #include <libavutil/avutil.h>
 #include <libavutil/channel_layout.h>
+#include <libavutil/intreadwrite.h>
 #include <libavutil/opt.h>
 #include <libswresample/swresample.h>
 #include <pthread.h>
@@ -100,6 +101,10 @@ struct tc {
     /* segment-parallel: t->enc only gives the stream's parameters, and the
      * PCM goes to segs (segments.h) */
     struct segments *segs;
+    /* the newest encoded frame, held back until it is known whether it is
+     * the last (whose end padding is set from the real sample count) */
+    AVPacket *held;
+    int64_t frames_out; /* encoded frames, the held one included */
     bool splice_failed; /* segs could not join its frames: worth one pass */
 
     /* copying */
@@ -657,6 +662,7 @@ static bool parallel(const struct tc *t)
 }
 
 static int segment_sink(void *cls, AVPacket *p);
+static int write_encoded(struct tc *t, AVPacket *p);
 
 static int setup_encoder(struct tc *t, const AVFrame *f)
 {
@@ -723,17 +729,55 @@ static int drain_encoder(struct tc *t)
             return 0;
         if (rc < 0)
             return fail(t, rc, TRANSCODE_EMEDIA, R_UNDECODABLE);
-        rc = write_audio(t, t->opkt, t->enc->time_base);
+        rc = write_encoded(t, t->opkt);
         if (rc < 0)
             return rc;
     }
 }
 
+/* An encoded frame (timestamps in the encoder's time base) on its way to
+ * the muxer: the one before it goes, it is held back. */
+static int write_encoded(struct tc *t, AVPacket *p)
+{
+    int rc = 0;
+    if (t->held == NULL && (t->held = av_packet_alloc()) == NULL) {
+        av_packet_unref(p);
+        return fail(t, AVERROR(ENOMEM), TRANSCODE_ENOMEM, "out of memory");
+    }
+    if (t->held->data != NULL)
+        rc = write_audio(t, t->held, t->enc->time_base);
+    av_packet_move_ref(t->held, p);
+    t->frames_out++;
+    return rc;
+}
+
+/* The last frame, with the end padding the LAME header gets: what makes
+ * a gapless decoder stop at the last real sample. libavcodec's wrapper
+ * marks at most one frame's worth, short by up to 46 samples when the
+ * length is just past a whole number of frames. */
+static int write_last(struct tc *t)
+{
+    if (t->held == NULL || t->held->data == NULL)
+        return 0;
+    int fs = t->enc->frame_size > 0 ? t->enc->frame_size : 1152;
+    int64_t pad = t->frames_out * fs - t->enc->initial_padding - t->samples_out;
+    size_t size = 0;
+    uint8_t *sd = av_packet_get_side_data(t->held, AV_PKT_DATA_SKIP_SAMPLES, &size);
+    if (sd == NULL || size < 10) {
+        sd = av_packet_new_side_data(t->held, AV_PKT_DATA_SKIP_SAMPLES, 10);
+        if (sd == NULL)
+            return fail(t, AVERROR(ENOMEM), TRANSCODE_ENOMEM, "out of memory");
+        memset(sd, 0, 10);
+    }
+    if (pad >= 0 && pad < INT32_MAX)
+        AV_WL32(sd + 4, (uint32_t)pad);
+    return write_audio(t, t->held, t->enc->time_base);
+}
+
 /* The sink of the segments: a spliced frame into the muxer. */
 static int segment_sink(void *cls, AVPacket *p)
 {
-    struct tc *t = cls;
-    return write_audio(t, p, t->enc->time_base);
+    return write_encoded(cls, p);
 }
 
 /* A failure of the segments (or of segment_sink: already failed) as the
@@ -968,6 +1012,8 @@ static int run(struct tc *t)
     if (t->segs != NULL) {
         if ((rc = segments_finish(t->segs)) < 0)
             return segments_failed(t, rc);
+        if ((rc = write_last(t)) < 0)
+            return rc;
         t->res->segments = segments_count(t->segs);
         t->res->raised = segments_raised(t->segs);
         t->res->duration = (double)t->samples_out / t->enc->sample_rate;
@@ -975,7 +1021,7 @@ static int run(struct tc *t)
     }
     if ((rc = avcodec_send_frame(t->enc, NULL)) < 0)
         return fail(t, rc, TRANSCODE_EMEDIA, R_UNDECODABLE);
-    if ((rc = drain_encoder(t)) < 0)
+    if ((rc = drain_encoder(t)) < 0 || (rc = write_last(t)) < 0)
         return rc;
     t->res->duration = (double)t->samples_out / t->enc->sample_rate;
     return 0;
@@ -1010,6 +1056,7 @@ static void cleanup(struct tc *t)
     swr_free(&t->swr);
     av_channel_layout_uninit(&t->swr_in_layout);
     segments_free(t->segs); /* first: its threads may still encode */
+    av_packet_free(&t->held);
     avcodec_free_context(&t->enc);
     av_frame_free(&t->frame);
     av_packet_free(&t->pkt);
