@@ -59,20 +59,36 @@ median() { # file, column -> median
   sort -n -k"$2" "$1" | awk -v c="$2" '{ v[NR] = $c } END { print v[int((NR + 1) / 2)] }'
 }
 
+# The one-thread runs (K=1, ffmpeg) are pinned to each core in turn and
+# their figures are the mean over the cores of the per-core medians: the
+# cores of a virtual machine need not be equally fast (on the machine this
+# was written on, one took 45% longer than the other for the same work),
+# and K=2 runs on both, so a one-thread run on the faster core alone would
+# flatter it. The per-core K=1 wall times are printed.
 threads=${THREADS:-2}
+cores=$(nproc)
+mean_over_cores() { # label prefix, column -> mean of the per-core medians
+  local sum=0 c
+  for c in $(seq 0 $((cores - 1))); do sum=$(echo "$sum + $(median "$work/$1-cpu$c" "$2")" | bc -l); done
+  echo "$sum / $cores" | bc -l
+}
 summary=""
 for f in "$mp4" "$mkv"; do
   name=$(basename "$f")
   for _ in $(seq 1 "$runs"); do
-    measure "k1-$name" "$bin" convert "$f" "$work/k1.mp3" --threads 1
+    for c in $(seq 0 $((cores - 1))); do
+      measure "k1-$name-cpu$c" taskset -c "$c" "$bin" convert "$f" "$work/k1.mp3" --threads 1
+      measure "ffmpeg-$name-cpu$c" taskset -c "$c" ffmpeg -nostdin -loglevel error -y -i "$f" -vn \
+        -c:a libmp3lame -q:a 2 "$work/ffmpeg.mp3"
+    done
     measure "kn-$name" "$bin" convert "$f" "$work/kn.mp3" --threads "$threads"
-    measure "ffmpeg-$name" ffmpeg -nostdin -loglevel error -y -i "$f" -vn -c:a libmp3lame -q:a 2 "$work/ffmpeg.mp3"
   done
-  read -r w1 c1 r1 < <(for c in 1 2 3; do median "$work/k1-$name" "$c"; done | xargs)
+  read -r w1 c1 r1 < <(for c in 1 2 3; do mean_over_cores "k1-$name" "$c"; done | xargs)
+  read -r fw fc fr < <(for c in 1 2 3; do mean_over_cores "ffmpeg-$name" "$c"; done | xargs)
   read -r wn cn rn < <(for c in 1 2 3; do median "$work/kn-$name" "$c"; done | xargs)
-  read -r fw fc fr < <(for c in 1 2 3; do median "$work/ffmpeg-$name" "$c"; done | xargs)
-  summary+=$(printf '%s: K=1 %.2fs wall %.2fs cpu %d MiB, K=%d %.2fs wall %.2fs cpu %d MiB, ffmpeg %.2fs wall %.2fs cpu %d MiB; speed-up vs ffmpeg K=1 x%.2f K=%d x%.2f, cpu K=%d/K=1 %.3f | ' \
-    "$name" "$w1" "$c1" $((r1 / 1024)) "$threads" "$wn" "$cn" $((rn / 1024)) "$fw" "$fc" $((fr / 1024)) \
+  percore=$(for c in $(seq 0 $((cores - 1))); do printf 'cpu%d %.2fs ' "$c" "$(median "$work/k1-$name-cpu$c" 1)"; done)
+  summary+=$(printf '%s: K=1 %.2fs wall %.2fs cpu %d MiB (%s), K=%d %.2fs wall %.2fs cpu %d MiB, ffmpeg %.2fs wall %.2fs cpu %d MiB; speed-up vs ffmpeg K=1 x%.2f K=%d x%.2f, cpu K=%d/K=1 %.3f | ' \
+    "$name" "$w1" "$c1" $((${r1%.*} / 1024)) "${percore% }" "$threads" "$wn" "$cn" $((rn / 1024)) "$fw" "$fc" $((${fr%.*} / 1024)) \
     "$(echo "$fw / $w1" | bc -l)" "$threads" "$(echo "$fw / $wn" | bc -l)" "$threads" "$(echo "$cn / $c1" | bc -l)")
 done
 
