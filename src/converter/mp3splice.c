@@ -343,6 +343,8 @@ static int place(struct mp3splice *s, const uint8_t *frame, const struct mp3_hea
             if (!allow_shift) {
                 s->count--;
                 s->out_end = f->p;
+                if (f->raised)
+                    s->raised--;
                 return ESHIFT;
             }
         }
@@ -360,6 +362,8 @@ static int place(struct mp3splice *s, const uint8_t *frame, const struct mp3_hea
              * (earlier frames may have grown: that stays) */
             s->count--;
             s->out_end = f->p;
+            if (f->raised)
+                s->raised--; /* it does not come out */
             return MP3SPLICE_EFULL;
         }
     }
@@ -417,8 +421,8 @@ int mp3splice_push(struct mp3splice *s, const uint8_t *frame, size_t len, bool k
         rc = place(s, frame, &h, mdb, s->src + at, n, true);
     if (rc != 0)
         return s->error = rc;
-    if (s->seg_kept++ == 0)
-        s->spare.have = false;
+    s->seg_kept++;
+    s->spare.have = false; /* a spare follows its segment's last kept frame */
     mark_ready(s);
     return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * mp3splice: joins MPEG audio layer III frame streams that separate
- * encoders made, keeping the bit reservoir (issue 10, docs/converter.md).
+ * encoders made, keeping the bit reservoir (issue 10, docs/architecture.md).
  *
  * A layer III frame's audio data ("main data") need not sit in its own
  * frame: main_data_begin in the side info says how many bytes before the
@@ -13,25 +13,32 @@
  * frame's main data is read from its own segment's stream (so every frame
  * of a segment is pushed, the pre-roll ones with keep = false), and each
  * kept frame's data is laid into the output stream where its encoder had
- * it, or later when the previous frame's data ends after that point (only
- * at a join). The gap, if any, is stuffing (zero bytes, ignored by
- * decoders as ancillary data). When a frame's data would then run past
- * its frame's end, the frame's bitrate index is raised (a bigger frame,
- * the same audio), or, at the top bitrate, an earlier frame's that no
- * later data reaches yet (the frames after it then start later: their
- * main_data_begin grows, within its limit). Headers and side info are
- * unchanged except main_data_begin and raised bitrate indexes. Within a
- * segment the output is byte for byte the input (stuffing bytes zeroed).
- *
- * When even that cannot make room for a segment's first kept frame, the
- * join moves one frame on: the previous segment's first non-kept frame
- * (its first post-roll frame, which covers the same samples) is laid in
- * its place, and the segment's next frames follow. Only when that fails
- * too does the push fail with MP3SPLICE_EFULL.
+ * it (main_data_begin bytes before its payload). Within a segment that
+ * always works, and the output is byte for byte the input (stuffing
+ * bytes zeroed). At a join the previous segment's data may end after that
+ * point. Then, in this order:
+ * - an earlier frame that no later frame's data can reach yet grows: its
+ *   bitrate index is raised (a bigger frame, the same audio), the frames
+ *   after it start later, their main_data_begin grows (within its limit),
+ *   until the frame's data can start where its encoder had them;
+ * - else, for a segment's first kept frame, the join moves one frame on:
+ *   the previous segment's first frame after its last kept one (its first
+ *   post-roll frame, which covers the same samples) is laid where its
+ *   encoder had it, in place of this one, and the segment's next frames
+ *   follow;
+ * - else the data start later, after the previous frame's, and zero
+ *   stuffing fills the gap before (ancillary data to a decoder); the next
+ *   frames inherit the shift until a gap absorbs it.
+ * When a frame's data then run past its frame's end, this frame grows, or
+ * else the newest earlier frame that can; when none can, the push fails
+ * with MP3SPLICE_EFULL. Headers and side info are unchanged except
+ * main_data_begin and raised bitrate indexes.
  *
  * Frames with a CRC, free-format frames and layers I and II are refused.
- * Kept frames come out in push order, one for one; a frame comes out once
- * no later frame's data can reach into it (at most a few frames later).
+ * Kept frames come out in push order, one for one (a slid join puts the
+ * stand-in where the frame it replaces would be); a frame comes out once
+ * no later frame's data can reach into it (main_data_begin's limit past
+ * its end) or at mp3splice_finish.
  *
  * Ownership: the splicer copies what is pushed; a popped frame's bytes
  * belong to the splicer and stay valid until the next call on it.

@@ -342,20 +342,45 @@ static void enc_end(struct enc *e)
     e->pay = NULL;
 }
 
-/* A segment of npre pre-roll and nkeep kept frames at random bitrates
- * (one for all when !vbr), lengths and gaps. */
+/* A bitrate index for a random frame: often the top one, where only an
+ * earlier frame can grow, or one whose payload is just under what
+ * main_data_begin reaches at 48 and 24 kHz, which leaves the frame before
+ * it pending. */
+static int random_index(uint32_t *rng)
+{
+    switch (rnd(rng) % 6) {
+    case 0:
+    case 1:
+        return 14;
+    case 2:
+        return 9 + (int)(rnd(rng) % 3);
+    default:
+        return 1 + (int)(rnd(rng) % 14);
+    }
+}
+
+/* A segment of npre pre-roll, nkeep kept and npost post-roll frames at
+ * random bitrates (one for all when !vbr), lengths and gaps. edges: the
+ * pre-roll's data are short, so that the first kept frame's can start far
+ * back, and the first and last kept frames' data fill their room: the
+ * joins then have the most to make up. */
 static void random_segment(struct plan *pl, const struct fmt *fm, uint32_t *rng, int npre,
-                           int nkeep, bool vbr)
+                           int nkeep, int npost, bool vbr, bool edges)
 {
     struct enc e;
-    int bi0 = 1 + (int)(rnd(rng) % 14);
+    int bi0 = random_index(rng);
     enc_begin(&e, pl, fm, rnd(rng));
-    for (int i = 0; i < npre + nkeep; i++) {
-        int bi = vbr ? 1 + (int)(rnd(rng) % 14) : bi0;
+    for (int i = 0; i < npre + nkeep + npost; i++) {
+        int bi = vbr ? random_index(rng) : bi0;
         int pad = (int)(rnd(rng) % 2);
         int room = enc_room(&e, bi, pad);
         int len, gap = 0;
-        switch (rnd(rng) % 5) {
+        int pick = (int)(rnd(rng) % 5);
+        if (edges && i < npre)
+            pick = 1;
+        else if (edges && (i == npre || i == npre + nkeep - 1))
+            pick = 0;
+        switch (pick) {
         case 0:
             len = room;
             break;
@@ -375,7 +400,7 @@ static void random_segment(struct plan *pl, const struct fmt *fm, uint32_t *rng,
             len = room;
         if (len < 0)
             len = 0;
-        enc_frame(&e, bi, pad, gap, len, i >= npre);
+        enc_frame(&e, bi, pad, gap, len, i >= npre && i < npre + nkeep);
     }
     enc_end(&e);
 }
@@ -387,12 +412,17 @@ struct result {
     size_t len, alloc;
     int nout;
     int err, err_at; /* the first failed push */
-    long raised;
-    long raise_steps;  /* the reference's bitrate steps */
+    long raised, slid;
     int before_finish; /* frames popped before mp3splice_finish */
     int max_held;      /* most kept frames pushed and not popped */
-    int held_before[MAX_PUSH];
-    bool prev_raised[MAX_PUSH]; /* the reference raised the previous frame for push i */
+    /* After push i: the splicer's frames out so far (popping after every
+     * push), or the reference's frames that have become ready. */
+    int out_after[MAX_PUSH];
+    /* The reference's: the push each frame out comes from, in order. */
+    int from[MAX_PUSH];
+    /* The reference's raise steps, of frames older than the previous one,
+     * and raises refused for a later frame's main_data_begin. */
+    long raise_steps, steps_older, refused_mdb;
 };
 
 static struct result *result_new(void)
@@ -448,7 +478,6 @@ static struct result *run(const struct plan *pl, bool eager)
     assert_int_equal(mp3splice_raised(s), 0);
     for (int i = 0; i < pl->n; i++) {
         const struct push *u = &pl->p[i];
-        r->held_before[i] = kept - r->nout;
         if (u->begin)
             mp3splice_begin_segment(s);
         int rc = mp3splice_push(s, u->frame, (size_t)u->len, u->keep);
@@ -460,6 +489,7 @@ static struct result *run(const struct plan *pl, bool eager)
         kept += u->keep;
         if (eager)
             drain(s, r);
+        r->out_after[i] = r->nout;
         if (kept - r->nout > r->max_held)
             r->max_held = kept - r->nout;
     }
@@ -467,52 +497,169 @@ static struct result *run(const struct plan *pl, bool eager)
     mp3splice_finish(s);
     drain(s, r);
     r->raised = mp3splice_raised(s);
+    r->slid = mp3splice_slid(s);
     mp3splice_free(s);
     return r;
 }
 
 struct rkept {
     uint8_t head[4 + 32];
-    int hs, version, ri, channels;
-    int bi, pad, cap, len;
-    int p, s; /* output payload position of the frame and of its data */
+    int from; /* the push it comes from */
+    int hs, version, ri;
+    int bi, pad, cap, mdb, len; /* mdb: its encoder's */
+    int p, s;                   /* output payload position of the frame and of its data */
     bool raised;
     uint8_t data[DATA_MAX];
 };
 
-static void rkept_raise(struct rkept *k, struct result *r)
+/* The output so far: the kept frames k[0..nk) and where the payload and
+ * the last frame's data end. The frames before k[ready] cannot change. */
+struct rout {
+    struct rkept *k;
+    int nk, ready, mdb_max;
+    int out_end, data_end;
+    struct result *r;
+};
+
+/* Raises frame i one bitrate step while the newest frame is being placed:
+ * it grows at its end, every later frame (the newest too) starts that much
+ * later, and all data stay where they are. false at the top index, or
+ * when a later placed frame's main_data_begin would pass the limit. */
+static bool rout_raise(struct rout *o, int i)
 {
-    r->raise_steps++;
-    k->bi++;
-    k->cap = size_of(k->version, k->bi, k->ri, k->pad) - k->hs;
-    k->raised = true;
+    struct rkept *c = &o->k[i];
+    if (c->bi == 14)
+        return false;
+    int grow = size_of(c->version, c->bi + 1, c->ri, c->pad) - c->hs - c->cap;
+    for (int j = i + 1; j < o->nk - 1; j++) {
+        if (o->k[j].p + grow - o->k[j].s > o->mdb_max) {
+            o->r->refused_mdb++;
+            return false;
+        }
+    }
+    for (int j = i + 1; j < o->nk; j++)
+        o->k[j].p += grow;
+    c->bi++;
+    c->cap += grow;
+    c->raised = true;
+    o->r->raise_steps++;
+    o->r->steps_older += i < o->nk - 2;
+    return true;
 }
 
-/* The splice as docs and header describe it, frame by frame. */
+/* One step for the first pending frame, newest first, from frame `from`
+ * down to the oldest not ready, that can grow. */
+static bool rout_raise_from(struct rout *o, int from)
+{
+    for (int i = from; i >= o->ready; i--) {
+        if (rout_raise(o, i))
+            return true;
+    }
+    return false;
+}
+
+enum { RSHIFT = 1 };
+
+/* Places the kept frame u (parsed as f; data[0..f->len) its main data,
+ * f->mdb bytes before its payload in its segment) as the splicer does:
+ * where its encoder had it; when the previous frame's data end later (a
+ * join), earlier frames grow until they do not, else the data start
+ * there (allow_shift; else RSHIFT); when the data do not fit, this frame
+ * grows, else the newest earlier one that can; else EFULL. Frames that
+ * grew stay grown when it fails. */
+static int rout_place(struct rout *o, const struct push *u, int from, const struct rframe *f,
+                      const uint8_t *data, bool allow_shift)
+{
+    struct rkept *c = &o->k[o->nk++];
+    memcpy(c->head, u->frame, (size_t)f->hs);
+    c->from = from;
+    c->hs = f->hs;
+    c->version = f->version;
+    c->ri = f->ri;
+    c->bi = f->bi;
+    c->pad = f->pad;
+    c->cap = f->cap;
+    c->mdb = f->mdb;
+    c->len = f->len;
+    c->p = o->out_end;
+    c->raised = false;
+    memcpy(c->data, data, (size_t)f->len);
+    for (;;) {
+        c->s = c->p - c->mdb > o->data_end ? c->p - c->mdb : o->data_end;
+        if (c->s > c->p - c->mdb) {
+            if (rout_raise_from(o, o->nk - 2))
+                continue;
+            if (!allow_shift) {
+                o->out_end = c->p;
+                o->nk--;
+                return RSHIFT;
+            }
+        }
+        if (c->s + c->len <= c->p + c->cap)
+            break;
+        if (!rout_raise_from(o, o->nk - 1)) {
+            o->out_end = c->p;
+            o->nk--;
+            return MP3SPLICE_EFULL;
+        }
+    }
+    o->data_end = c->s + c->len;
+    o->out_end = c->p + c->cap;
+    return 0;
+}
+
+/* Frames become ready, oldest first, once the output runs mdb_max bytes
+ * past their payload's end; the newest never does. */
+static void rout_mark_ready(struct rout *o)
+{
+    while (o->ready < o->nk - 1) {
+        const struct rkept *c = &o->k[o->ready];
+        if (o->out_end - o->mdb_max < c->p + c->cap)
+            break;
+        o->ready++;
+    }
+}
+
+/* A segment's first frame not kept after kept ones (its post-roll): at
+ * the next join it may stand in for that segment's first kept frame. */
+struct rspare {
+    bool have;
+    int from;
+    struct rframe f;
+    uint8_t data[DATA_MAX];
+};
+
+/* The splice frame by frame, as the header describes it and the splicer
+ * does it (see rout_place). */
 static struct result *ref_splice(const struct plan *pl)
 {
     struct result *r = result_new();
     uint8_t *seg = calloc(SEG_MAX, 1);
-    struct rkept *k = calloc(MAX_PUSH, sizeof *k);
-    int nk = 0, segpos = 0, prev_end = 0, outpos = 0;
+    struct rout o = {calloc(MAX_PUSH, sizeof(struct rkept)), 0, 0, 0, 0, 0, r};
+    struct rspare *spare = calloc(1, sizeof *spare);
+    int segpos = 0, seg_kept = 0;
     struct rframe first;
 
     assert_non_null(seg);
-    assert_non_null(k);
+    assert_non_null(o.k);
+    assert_non_null(spare);
     memset(&first, 0, sizeof first);
     for (int i = 0; i < pl->n && r->err == 0; i++) {
         const struct push *u = &pl->p[i];
         struct rframe f;
         r->err_at = i;
-        if (u->begin || i == 0)
+        if (u->begin || i == 0) {
             segpos = 0;
+            seg_kept = 0;
+        }
         if (!rparse(u->frame, (size_t)u->len, &f) || f.crc || f.size != u->len || u->len < f.hs) {
             r->err = MP3SPLICE_EFRAME;
             break;
         }
-        if (i == 0)
+        if (i == 0) {
             first = f;
-        else if (f.version != first.version || f.ri != first.ri || f.channels != first.channels) {
+            o.mdb_max = mdb_max(f.version);
+        } else if (f.version != first.version || f.ri != first.ri || f.channels != first.channels) {
             r->err = MP3SPLICE_ESTATE;
             break;
         }
@@ -521,86 +668,91 @@ static struct result *ref_splice(const struct plan *pl)
             break;
         }
         memcpy(seg + segpos, u->frame + f.hs, (size_t)f.cap);
-        int dstart = segpos - f.mdb;
+        const uint8_t *data = seg + segpos - f.mdb;
         segpos += f.cap;
-        if (!u->keep)
+        r->out_after[i] = o.ready;
+        if (!u->keep) {
+            if (seg_kept > 0 && !spare->have) {
+                spare->have = true;
+                spare->from = i;
+                spare->f = f;
+                memcpy(spare->data, data, (size_t)f.len);
+            }
             continue;
-
-        struct rkept *c = &k[nk];
-        memcpy(c->head, u->frame, (size_t)f.hs);
-        c->hs = f.hs;
-        c->version = f.version;
-        c->ri = f.ri;
-        c->channels = f.channels;
-        c->bi = f.bi;
-        c->pad = f.pad;
-        c->cap = f.cap;
-        c->len = f.len;
-        memcpy(c->data, seg + dstart, (size_t)f.len);
-        int p = outpos, s;
-        for (;;) {
-            s = p - f.mdb > prev_end ? p - f.mdb : prev_end;
-            if (s + c->len <= p + c->cap)
-                break;
-            if (c->bi < 14) {
-                rkept_raise(c, r);
-            } else if (nk > 0 && k[nk - 1].bi < 14) {
-                rkept_raise(&k[nk - 1], r);
-                p = k[nk - 1].p + k[nk - 1].cap;
-                r->prev_raised[i] = true;
-            } else {
-                r->err = MP3SPLICE_EFULL;
-                break;
+        }
+        int rc = RSHIFT;
+        if (seg_kept == 0 && spare->have) {
+            rc = rout_place(&o, u, i, &f, data, false);
+            if (rc == RSHIFT) {
+                rc =
+                    rout_place(&o, &pl->p[spare->from], spare->from, &spare->f, spare->data, false);
+                r->slid += rc == 0;
             }
         }
-        if (r->err != 0)
+        if (rc == RSHIFT)
+            rc = rout_place(&o, u, i, &f, data, true);
+        if (rc != 0) {
+            r->err = rc;
             break;
-        c->p = p;
-        c->s = s;
-        prev_end = s + c->len;
-        outpos = p + c->cap;
-        nk++;
+        }
+        /* a spare is the first frame after its segment's last kept one */
+        seg_kept++;
+        spare->have = false;
+        rout_mark_ready(&o);
+        r->out_after[i] = o.ready;
     }
     if (r->err == 0)
         r->err_at = -1;
-    free(seg);
-    if (r->err == 0) {
-        uint8_t *stream = calloc((size_t)outpos + 1, 1);
-        assert_non_null(stream);
-        for (int j = 0; j < nk; j++)
-            memcpy(stream + k[j].s, k[j].data, (size_t)k[j].len);
-        for (int j = 0; j < nk; j++) {
-            struct rkept *c = &k[j];
-            c->head[2] = (uint8_t)(c->bi << 4 | (c->head[2] & 0x0f));
-            put_bits(c->head + 4, 0, mdb_bits(c->version), (unsigned)(c->p - c->s));
-            result_append(r, c->head, (size_t)c->hs);
-            result_append(r, stream + c->p, (size_t)c->cap);
-            r->raised += c->raised;
-        }
-        r->nout = nk;
-        free(stream);
+
+    /* What comes out: after an error, the frames placed before it. */
+    uint8_t *stream = calloc((size_t)o.out_end + 1, 1);
+    assert_non_null(stream);
+    for (int j = 0; j < o.nk; j++)
+        memcpy(stream + o.k[j].s, o.k[j].data, (size_t)o.k[j].len);
+    for (int j = 0; j < o.nk; j++) {
+        struct rkept *c = &o.k[j];
+        c->head[2] = (uint8_t)(c->bi << 4 | (c->head[2] & 0x0f));
+        put_bits(c->head + 4, 0, mdb_bits(c->version), (unsigned)(c->p - c->s));
+        result_append(r, c->head, (size_t)c->hs);
+        result_append(r, stream + c->p, (size_t)c->cap);
+        r->raised += c->raised;
+        r->from[j] = c->from;
     }
-    free(k);
+    r->nout = o.nk;
+    free(stream);
+    free(seg);
+    free(spare);
+    free(o.k);
     return r;
 }
 
-/* Checks the output as a decoder reads it: frame i is the plan's i-th kept
- * frame with only its bitrate index and main_data_begin changed, and its
- * main data, found through main_data_begin, is the one it was encoded
- * with; data never overlap, and every byte outside them is zero. */
-static void check_decodes(const struct plan *pl, const uint8_t *out, size_t len)
+/* The plan's kept pushes, in order, into from; their number. */
+static int kept_order(const struct plan *pl, int *from)
+{
+    int n = 0;
+    for (int i = 0; i < pl->n; i++) {
+        if (pl->p[i].keep)
+            from[n++] = i;
+    }
+    return n;
+}
+
+/* Checks the output as a decoder reads it: frame i is push from[i] with
+ * only its bitrate index and main_data_begin changed, and its main data,
+ * found through main_data_begin, is the one it was encoded with; data
+ * never overlap, and every byte outside them is zero. */
+static void check_decodes(const struct plan *pl, const int *from, int n, const uint8_t *out,
+                          size_t len)
 {
     uint8_t *stream = calloc(len + 1, 1);
     uint8_t *covered = calloc(len + 1, 1);
     size_t off = 0;
-    int pos = 0, prev_end = 0, nk = 0;
+    int pos = 0, prev_end = 0;
 
     assert_non_null(stream);
     assert_non_null(covered);
-    for (int i = 0; i < pl->n; i++) {
-        const struct push *u = &pl->p[i];
-        if (!u->keep)
-            continue;
+    for (int i = 0; i < n; i++) {
+        const struct push *u = &pl->p[from[i]];
         struct rframe in, o;
         assert_true(rparse(u->frame, (size_t)u->len, &in));
         assert_true(off < len);
@@ -631,7 +783,6 @@ static void check_decodes(const struct plan *pl, const uint8_t *out, size_t len)
         prev_end = start + o.len;
         pos += o.cap;
         off += (size_t)o.size;
-        nk++;
     }
     assert_int_equal(off, len);
     for (int i = 0; i < pos; i++) {
@@ -643,41 +794,48 @@ static void check_decodes(const struct plan *pl, const uint8_t *out, size_t len)
     free(covered);
 }
 
-static int kept_count(const struct plan *pl)
-{
-    int n = 0;
-    for (int i = 0; i < pl->n; i++)
-        n += pl->p[i].keep;
-    return n;
-}
-
-/* Splices the plan both ways and checks it against the reference. */
+/* Splices the plan, popping after every push (eager) or only at the end,
+ * and checks it against the reference: the frames out (after an error,
+ * those placed before it), the error, and (eager) when each frame came
+ * out. Frames come out one for one with the kept pushes, but for joins
+ * that moved on (slid), and a decoder reads them right. */
 static struct result *splice_checked(const struct plan *pl, bool eager)
 {
     struct result *want = ref_splice(pl);
     struct result *got = run(pl, eager);
-    /* The reference never pops: with eager pops, the splicer may have
-     * given out the frame it would have to raise (the header allows
-     * that), so then EFULL where the reference raises it is right. */
-    if (eager && got->err == MP3SPLICE_EFULL && got->err_at >= 0 &&
-        want->prev_raised[got->err_at] && got->held_before[got->err_at] == 0) {
-        result_free(want);
-        return got;
-    }
+    int pushed = want->err == 0 ? pl->n : want->err_at;
+    int kept[MAX_PUSH];
+
     assert_int_equal(got->err, want->err);
+    assert_int_equal(got->err_at, want->err_at);
+    for (int i = 0; i < pushed; i++) {
+        if (got->out_after[i] != (eager ? want->out_after[i] : 0))
+            print_error("after push %d: %d frames out, %d ready\n", i, got->out_after[i],
+                        want->out_after[i]);
+        assert_int_equal(got->out_after[i], eager ? want->out_after[i] : 0);
+    }
+    assert_int_equal(got->nout, want->nout);
+    assert_int_equal(got->len, want->len);
+    assert_memory_equal(got->out, want->out, want->len);
+    assert_int_equal(got->slid, want->slid);
     if (want->err == 0) {
-        assert_int_equal(got->nout, want->nout);
-        assert_int_equal(got->nout, kept_count(pl));
-        assert_int_equal(got->len, want->len);
-        assert_memory_equal(got->out, want->out, want->len);
         if (got->raised != want->raised)
             print_error("raised %ld; the reference raised %ld frames, in %ld steps\n", got->raised,
                         want->raised, want->raise_steps);
         assert_int_equal(got->raised, want->raised);
-        check_decodes(pl, got->out, got->len);
-    } else {
-        assert_int_equal(got->err_at, want->err_at);
     }
+    const struct plan before = {pl->p, pushed};
+    assert_int_equal(kept_order(&before, kept), got->nout);
+    int other = 0;
+    for (int i = 0; i < got->nout; i++)
+        other += want->from[i] != kept[i];
+    assert_int_equal(other, got->slid);
+    check_decodes(pl, want->from, want->nout, got->out, got->len);
+    /* The reference's counts, for the tests that ask for them. */
+    got->raise_steps = want->raise_steps;
+    got->steps_older = want->steps_older;
+    got->refused_mdb = want->refused_mdb;
+    memcpy(got->from, want->from, sizeof got->from);
     result_free(want);
     return got;
 }
@@ -848,15 +1006,17 @@ static void frame_size(void **state)
 
 static const struct fmt fm_44s = {1, 0, 2};  /* MPEG-1 44.1 kHz stereo */
 static const struct fmt fm_48m = {1, 1, 1};  /* MPEG-1 48 kHz mono */
+static const struct fmt fm_48s = {1, 1, 2};  /* MPEG-1 48 kHz stereo */
 static const struct fmt fm_32s = {1, 2, 2};  /* MPEG-1 32 kHz stereo */
 static const struct fmt fm_22s = {2, 0, 2};  /* MPEG-2 22.05 kHz stereo */
 static const struct fmt fm_24m = {2, 1, 1};  /* MPEG-2 24 kHz mono */
+static const struct fmt fm_24s = {2, 1, 2};  /* MPEG-2 24 kHz stereo */
 static const struct fmt fm_16s = {2, 2, 2};  /* MPEG-2 16 kHz stereo */
 static const struct fmt fm_8m = {25, 2, 1};  /* MPEG-2.5 8 kHz mono */
 static const struct fmt fm_11s = {25, 0, 2}; /* MPEG-2.5 11.025 kHz stereo */
 
-static const struct fmt *const all_fmts[] = {&fm_44s, &fm_48m, &fm_32s, &fm_22s,
-                                             &fm_24m, &fm_16s, &fm_8m,  &fm_11s};
+static const struct fmt *const all_fmts[] = {&fm_44s, &fm_48m, &fm_48s, &fm_32s, &fm_22s,
+                                             &fm_24m, &fm_24s, &fm_16s, &fm_8m,  &fm_11s};
 #define NFMTS (sizeof all_fmts / sizeof all_fmts[0])
 
 /* How many kept frames a splicer may hold: those a later frame's data can
@@ -1021,6 +1181,17 @@ static size_t out_frame(const struct result *r, int i, struct rframe *f)
     }
 }
 
+/* The smallest bitrate index from bi up whose frame is at least need bytes
+ * bigger than bi's. */
+static int index_for(const struct fmt *fm, int bi, int need)
+{
+    int up = bi;
+    while (size_of(fm->version, up, fm->ri, 0) - size_of(fm->version, bi, fm->ri, 0) < need)
+        up++;
+    assert_true(up <= 14);
+    return up;
+}
+
 static void two_segments(void **state)
 {
     (void)state;
@@ -1057,23 +1228,52 @@ static void two_segments(void **state)
         result_free(r);
         plan_cleanup(&pl);
 
-        /* Less room than main_data_begin but enough for the data: it
-         * starts right after A's, nearer its frame. */
+        /* Less room than main_data_begin: B's data would start after A's,
+         * later than B's encoder had them, so A's last frame grows until
+         * they need not (by mdb - mdb / 2 bytes at least). */
         plan_init(&pl);
         join_plan(&pl, fm, bi, bi, mdb / 2, mdb, mdb, (uint32_t)(200 + n));
+        for (int pass = 0; pass < 2; pass++) {
+            r = splice_checked(&pl, pass == 0);
+            assert_int_equal(r->err, 0);
+            assert_int_equal(r->raised, 1);
+            out_frame(r, 5, &f);
+            assert_int_equal(f.bi, index_for(fm, bi, mdb - mdb / 2));
+            out_frame(r, 6, &f);
+            assert_int_equal(f.bi, bi);
+            assert_int_equal(f.mdb, mdb);
+            result_free(r);
+        }
+        plan_cleanup(&pl);
+
+        /* The same with A at the top bitrate, where nothing can grow (its
+         * frames are longer than main_data_begin reaches, so only its
+         * last is pending): B's data start right after A's, nearer their
+         * frame. B's next frame's data then need not start later than
+         * their encoder had them: B's first frame grows if need be. */
+        if (enc_cap(&probe, 14, 0) - mdb / 2 > most)
+            continue; /* MPEG-2.5 mono: A's last frame cannot be that full */
+        plan_init(&pl);
+        join_plan(&pl, fm, 14, bi, mdb / 2, mdb, mdb, (uint32_t)(300 + n));
         r = splice_checked(&pl, true);
         assert_int_equal(r->err, 0);
-        assert_int_equal(r->raised, 0);
-        assert_int_equal(r->len, total);
+        assert_true(r->raised <= 1);
+        out_frame(r, 5, &f);
+        assert_int_equal(f.bi, 14);
         out_frame(r, 6, &f);
         assert_int_equal(f.mdb, mdb / 2);
+        struct rframe in;
+        assert_true(rparse(pl.p[9].frame, (size_t)pl.p[9].len, &in));
+        out_frame(r, 7, &f);
+        assert_int_equal(f.mdb, in.mdb);
         result_free(r);
         plan_cleanup(&pl);
     }
 }
 
-/* A is full to its last byte and B's first kept frame needs more than its
- * own payload: B's frame gets a higher bitrate. */
+/* A's last frame, at the top bitrate, is full to its last byte, and B's
+ * first kept frame's data, starting right after, need more than its own
+ * payload: B's frame gets a higher bitrate. */
 static void raise_current(void **state)
 {
     struct plan pl;
@@ -1082,13 +1282,13 @@ static void raise_current(void **state)
     plan_init(&pl);
     /* 128 kbit/s at 44.1 kHz: payload 381 bytes; the data need 500, which
      * 192 kbit/s (590) holds and 160 kbit/s (486) does not. */
-    join_plan(&pl, &fm_44s, 9, 9, 0, 200, 500, 7);
+    join_plan(&pl, &fm_44s, 14, 9, 0, 200, 500, 7);
     for (int pass = 0; pass < 2; pass++) {
         struct result *r = splice_checked(&pl, pass == 0);
         assert_int_equal(r->err, 0);
         assert_int_equal(r->raised, 1);
         out_frame(r, 5, &f);
-        assert_int_equal(f.bi, 9);
+        assert_int_equal(f.bi, 14);
         out_frame(r, 6, &f);
         assert_int_equal(f.bi, 11);
         assert_int_equal(f.size, 626);
@@ -1097,29 +1297,32 @@ static void raise_current(void **state)
     }
     plan_cleanup(&pl);
 
-    /* The same in MPEG-2 mono at 22.05 kHz: 64 kbit/s, payload 199. */
+    /* The same in MPEG-2 mono at 22.05 kHz: 64 kbit/s, payload 195; 80
+     * kbit/s holds 248. B's next frame's data, where its encoder had them
+     * (a frame's data start as early as they can), may ask for more. */
     plan_init(&pl);
-    join_plan(&pl, &(struct fmt){2, 0, 1}, 8, 8, 0, 150, 300, 8);
+    join_plan(&pl, &(struct fmt){2, 0, 1}, 14, 8, 0, 150, 240, 8);
     struct result *r = splice_checked(&pl, true);
     assert_int_equal(r->err, 0);
-    assert_true(r->raised >= 1);
+    assert_int_equal(r->raised, 1);
     out_frame(r, 6, &f);
-    assert_true(f.bi > 8);
+    assert_true(f.bi >= 9); /* more if B's next frame's data need it */
+    assert_int_equal(f.mdb, 0);
     result_free(r);
     plan_cleanup(&pl);
 }
 
-/* B is at the top bitrate: A's last frame is raised instead. */
+/* B's first kept frame's data would start later than its encoder had
+ * them: A's last frame grows instead, step by step, until they need not. */
 static void raise_previous(void **state)
 {
     struct plan pl;
     struct rframe f;
     (void)state;
     plan_init(&pl);
-    /* A at 128 kbit/s, 10 bytes free; B at 320 kbit/s (payload 1008)
-     * with 1200 bytes of data: 182 too many, so A's last frame goes to
-     * 192 kbit/s (+209). */
-    join_plan(&pl, &fm_44s, 9, 14, 10, 400, 1200, 9);
+    /* A at 128 kbit/s, full to its end; B at 128 kbit/s with 500 bytes of
+     * data from 200 back: A's last frame goes to 192 kbit/s (+209). */
+    join_plan(&pl, &fm_44s, 9, 9, 0, 200, 500, 7);
     for (int pass = 0; pass < 2; pass++) {
         struct result *r = splice_checked(&pl, pass == 0);
         assert_int_equal(r->err, 0);
@@ -1129,8 +1332,280 @@ static void raise_previous(void **state)
         out_frame(r, 5, &f);
         assert_int_equal(f.bi, 11);
         out_frame(r, 6, &f);
+        assert_int_equal(f.bi, 9);
+        assert_int_equal(f.mdb, 200);
+        result_free(r);
+    }
+    plan_cleanup(&pl);
+
+    /* A at 128 kbit/s, 10 bytes free; B at 320 kbit/s with data from 400
+     * back: 390 bytes to make up, which 256 kbit/s (+418) does and 224
+     * kbit/s (+314) does not. */
+    plan_init(&pl);
+    join_plan(&pl, &fm_44s, 9, 14, 10, 400, 1200, 9);
+    for (int pass = 0; pass < 2; pass++) {
+        struct result *r = splice_checked(&pl, pass == 0);
+        assert_int_equal(r->err, 0);
+        assert_int_equal(r->raised, 1);
+        out_frame(r, 5, &f);
+        assert_int_equal(f.bi, 13);
+        out_frame(r, 6, &f);
         assert_int_equal(f.bi, 14);
-        assert_int_equal(f.mdb, 10 + 209);
+        assert_int_equal(f.mdb, 400);
+        result_free(r);
+    }
+    plan_cleanup(&pl);
+}
+
+/* Segment A: four frames at index bi_a whose data are few and early, then
+ * one at bi_prev whose data run from prev_mdb bytes back to its end.
+ * Segment B, at the top index: a pre-roll frame, then b_len bytes of data
+ * from mdb_max back (the most a join can have to make up), then three
+ * small frames. */
+static void older_plan(struct plan *pl, const struct fmt *fm, int bi_a, int bi_prev, int prev_mdb,
+                       int b_len, uint32_t seed)
+{
+    struct enc e;
+    enc_begin(&e, pl, fm, seed);
+    for (int i = 0; i < 4; i++)
+        enc_frame(&e, bi_a, 0, 0, enc_cap(&e, bi_a, 0) / 8, true);
+    enc_frame_at(&e, bi_prev, 0, prev_mdb, prev_mdb + enc_cap(&e, bi_prev, 0), true);
+    enc_end(&e);
+
+    enc_begin(&e, pl, fm, seed + 1);
+    int top = enc_cap(&e, 14, 0), most = mdb_max(fm->version);
+    enc_frame_at(&e, 14, 0, 0, top - most, false);
+    enc_frame_at(&e, 14, 0, most, b_len, true);
+    for (int i = 0; i < 3; i++)
+        enc_frame(&e, 14, 0, 0, top / 4, true);
+    enc_end(&e);
+    plan_extract(pl, true);
+}
+
+/*
+ * A frame older than the previous one grows. It must be pending (not
+ * ready): the output had not run mdb_max bytes past its end, so the frames
+ * after it are short, while a payload at the top index is longer than
+ * mdb_max in every format. So the previous frame was short when pushed,
+ * reached the top while the join was being made up (it is tried first),
+ * and that was not enough: a join makes up at most mdb_max bytes, so the
+ * previous frame's payload must lie between the top payload minus mdb_max
+ * and mdb_max. Only 48 and 24 kHz have such a bitrate.
+ *
+ * 48 kHz stereo: A at 128 kbit/s (payload 348); its last frame at 160
+ * kbit/s (444), full to its end, leaves the frame before it pending (444 <
+ * 511). B's data start 511 bytes back: 320 kbit/s (+480) leaves 31 to make
+ * up, and the frame before grows to 160 kbit/s (+96).
+ */
+static void raise_older(void **state)
+{
+    struct plan pl;
+    struct rframe f;
+    (void)state;
+    plan_init(&pl);
+    older_plan(&pl, &fm_48s, 9, 10, 0, 1000, 31);
+    for (int pass = 0; pass < 2; pass++) {
+        struct result *r = splice_checked(&pl, pass == 0);
+        assert_int_equal(r->err, 0);
+        if (pass == 0) {
+            /* After A's last push, its frame before the last is pending. */
+            assert_int_equal(r->out_after[4], 3);
+        }
+        assert_int_equal(r->raised, 2);
+        assert_int_equal(r->steps_older, 1);
+        out_frame(r, 2, &f);
+        assert_int_equal(f.bi, 9);
+        out_frame(r, 3, &f);
+        assert_int_equal(f.bi, 10);
+        assert_int_equal(f.size, 480);
+        out_frame(r, 4, &f);
+        assert_int_equal(f.bi, 14);
+        assert_int_equal(f.mdb, 96); /* its data stayed; it starts later */
+        out_frame(r, 5, &f);
+        assert_int_equal(f.bi, 14);
+        assert_int_equal(f.mdb, 511); /* where its encoder had it */
+        result_free(r);
+    }
+    plan_cleanup(&pl);
+}
+
+/* The frame before the previous one cannot grow: the previous frame's
+ * data start 450 bytes back, and 96 more would pass 511; the frames
+ * before it are ready. (An older pending frame could only succeed by
+ * growing less, but where frames can be pending the short bitrates all
+ * grow by the same 24 bytes, and it would move the previous frame as
+ * far.) */
+static void raise_refused(void **state)
+{
+    struct plan pl;
+    struct rframe f;
+    (void)state;
+    /* B's data fit 480 bytes back: they start there, 31 bytes later than
+     * their encoder had them. */
+    plan_init(&pl);
+    older_plan(&pl, &fm_48s, 9, 10, 450, 1000, 32);
+    for (int pass = 0; pass < 2; pass++) {
+        struct result *r = splice_checked(&pl, pass == 0);
+        assert_int_equal(r->err, 0);
+        assert_int_equal(r->raised, 1);
+        assert_int_equal(r->steps_older, 0);
+        assert_true(r->refused_mdb > 0);
+        out_frame(r, 3, &f);
+        assert_int_equal(f.bi, 9);
+        out_frame(r, 4, &f);
+        assert_int_equal(f.bi, 14);
+        assert_int_equal(f.mdb, 450);
+        out_frame(r, 5, &f);
+        assert_int_equal(f.bi, 14);
+        assert_int_equal(f.mdb, 480);
+        result_free(r);
+    }
+    plan_cleanup(&pl);
+
+    /* They do not: 511 + 924 bytes from 480 back run 31 past the frame. */
+    plan_init(&pl);
+    older_plan(&pl, &fm_48s, 9, 10, 450, 511 + 924, 33);
+    for (int pass = 0; pass < 2; pass++) {
+        struct result *r = splice_checked(&pl, pass == 0);
+        assert_int_equal(r->err, MP3SPLICE_EFULL);
+        assert_int_equal(r->err_at, 6);
+        /* A's frames still come out, its last at the top. */
+        assert_int_equal(r->nout, 5);
+        out_frame(r, 4, &f);
+        assert_int_equal(f.bi, 14);
+        assert_int_equal(f.mdb, 450);
+        result_free(r);
+    }
+    plan_cleanup(&pl);
+}
+
+/* MPEG-2 (main_data_begin up to 255), 24 kHz stereo. A at 40 kbit/s
+ * (payload 99), its last frame at 80 kbit/s (219 < 255); B's data start
+ * 255 bytes back: 160 kbit/s (+240) leaves 15 to make up. */
+static void raise_older_mpeg2(void **state)
+{
+    struct plan pl;
+    struct rframe f;
+    (void)state;
+    /* The frame before grows to 48 kbit/s (+24). */
+    plan_init(&pl);
+    older_plan(&pl, &fm_24s, 5, 9, 0, 400, 41);
+    for (int pass = 0; pass < 2; pass++) {
+        struct result *r = splice_checked(&pl, pass == 0);
+        assert_int_equal(r->err, 0);
+        assert_int_equal(r->raised, 2);
+        out_frame(r, 3, &f);
+        assert_int_equal(f.bi, 6);
+        out_frame(r, 4, &f);
+        assert_int_equal(f.bi, 14);
+        assert_int_equal(f.mdb, 24);
+        out_frame(r, 5, &f);
+        assert_int_equal(f.mdb, 255);
+        result_free(r);
+    }
+    plan_cleanup(&pl);
+
+    /* The last frame's data start 232 bytes back: 24 more would pass 255.
+     * B's data start 240 back instead, and fit. */
+    plan_init(&pl);
+    older_plan(&pl, &fm_24s, 5, 9, 232, 400, 42);
+    struct result *r = splice_checked(&pl, true);
+    assert_int_equal(r->err, 0);
+    assert_int_equal(r->raised, 1);
+    assert_true(r->refused_mdb > 0);
+    out_frame(r, 3, &f);
+    assert_int_equal(f.bi, 5);
+    out_frame(r, 4, &f);
+    assert_int_equal(f.mdb, 232);
+    out_frame(r, 5, &f);
+    assert_int_equal(f.mdb, 240);
+    result_free(r);
+    plan_cleanup(&pl);
+
+    /* 255 + 459 bytes of data do not fit from 240 back. */
+    plan_init(&pl);
+    older_plan(&pl, &fm_24s, 5, 9, 232, 255 + 459, 43);
+    r = splice_checked(&pl, false);
+    assert_int_equal(r->err, MP3SPLICE_EFULL);
+    assert_int_equal(r->err_at, 6);
+    assert_int_equal(r->nout, 5);
+    result_free(r);
+    plan_cleanup(&pl);
+}
+
+/* A's frames are at the top bitrate, so nothing can grow, and B's first
+ * kept frame's data cannot start where its encoder had them: A's first
+ * post-roll frame, which covers the same samples and whose data follow
+ * A's, comes out in its place. */
+static void join_slides(void **state)
+{
+    struct plan pl;
+    struct enc e;
+    struct rframe f;
+    (void)state;
+    plan_init(&pl);
+    enc_begin(&e, &pl, &fm_44s, 51);
+    for (int i = 0; i < 3; i++)
+        enc_frame(&e, 14, 0, 0, 900, true);
+    enc_frame(&e, 14, 0, 0, enc_room(&e, 14, 0), true); /* full to its end */
+    struct push *post = enc_frame(&e, 14, 0, 0, 300, false);
+    enc_frame(&e, 14, 0, 0, 300, false);
+    enc_end(&e);
+    enc_begin(&e, &pl, &fm_44s, 52);
+    enc_frame_at(&e, 14, 0, 0, 1008 - 300, false);
+    enc_frame_at(&e, 14, 0, 300, 800, true);
+    for (int i = 0; i < 3; i++)
+        enc_frame(&e, 14, 0, 0, 500, true);
+    enc_end(&e);
+    plan_extract(&pl, true);
+    for (int pass = 0; pass < 2; pass++) {
+        struct result *r = splice_checked(&pl, pass == 0);
+        assert_int_equal(r->err, 0);
+        assert_int_equal(r->slid, 1);
+        assert_int_equal(r->raised, 0);
+        assert_int_equal(r->nout, 8);
+        assert_ptr_equal(&pl.p[r->from[4]], post);
+        size_t off = out_frame(r, 4, &f);
+        assert_int_equal(f.mdb, 0);
+        assert_memory_equal(r->out + off + 4 + 32, post->data, 300);
+        result_free(r);
+    }
+    plan_cleanup(&pl);
+}
+
+/* A frame not kept in the middle of a segment is no stand-in: only one
+ * after the segment's last kept frame is. The same join as join_slides,
+ * but A's only frame not kept is followed by kept ones and A has no
+ * post-roll: B's frame comes out, its data shifted. */
+static void no_spare_mid_segment(void **state)
+{
+    struct plan pl;
+    struct enc e;
+    struct rframe f;
+    (void)state;
+    plan_init(&pl);
+    enc_begin(&e, &pl, &fm_44s, 61);
+    enc_frame(&e, 14, 0, 0, 900, true);
+    struct push *mid = enc_frame_at(&e, 14, 0, 0, 300, false); /* could stand in */
+    enc_frame_at(&e, 14, 0, 0, 900, true); /* nothing of it in mid's payload */
+    enc_frame(&e, 14, 0, 0, enc_room(&e, 14, 0), true); /* full to its end */
+    enc_end(&e);
+    enc_begin(&e, &pl, &fm_44s, 62);
+    enc_frame_at(&e, 14, 0, 0, 1008 - 300, false);
+    struct push *b = enc_frame_at(&e, 14, 0, 300, 800, true);
+    enc_frame(&e, 14, 0, 0, 500, true);
+    enc_end(&e);
+    plan_extract(&pl, true);
+    for (int pass = 0; pass < 2; pass++) {
+        struct result *r = splice_checked(&pl, pass == 0);
+        assert_int_equal(r->err, 0);
+        assert_int_equal(r->slid, 0);
+        assert_int_equal(r->nout, 5);
+        for (int i = 0; i < r->nout; i++)
+            assert_ptr_not_equal(&pl.p[r->from[i]], mid);
+        assert_ptr_equal(&pl.p[r->from[3]], b);
+        out_frame(r, 3, &f);
+        assert_int_equal(f.mdb, 0); /* shifted: A left no room */
         result_free(r);
     }
     plan_cleanup(&pl);
@@ -1441,18 +1916,23 @@ static void copies_input(void **state)
 static void random_streams(void **state)
 {
     uint32_t rng = 0x9e3779b9;
-    int ok = 0, raised = 0, full_seen = 0;
+    int ok = 0, raised = 0, full_seen = 0, older = 0, refused = 0, slid = 0;
     (void)state;
-    for (int iter = 0; iter < 400; iter++) {
-        const struct fmt *fm = all_fmts[rnd(&rng) % NFMTS];
+    for (int iter = 0; iter < 3000; iter++) {
+        /* Half the time a format where a frame older than the previous
+         * one can be pending at a join, with the most to make up there. */
+        static const struct fmt *const pending[] = {&fm_48m, &fm_48s, &fm_24m, &fm_24s};
+        bool focus = iter % 4 >= 2;
+        const struct fmt *fm = focus ? pending[rnd(&rng) % 4] : all_fmts[rnd(&rng) % NFMTS];
         struct plan pl;
         int nseg = 1 + (int)(rnd(&rng) % 4);
-        bool vbr = rnd(&rng) % 2;
+        bool vbr = focus || rnd(&rng) % 2, edges = focus || rnd(&rng) % 2;
         plan_init(&pl);
         for (int i = 0; i < nseg; i++) {
             int npre = (int)(rnd(&rng) % 4);
             int nkeep = 1 + (int)(rnd(&rng) % 12);
-            random_segment(&pl, fm, &rng, npre, nkeep, vbr);
+            int npost = rnd(&rng) % 2 ? 0 : 1 + (int)(rnd(&rng) % 2);
+            random_segment(&pl, fm, &rng, npre, nkeep, npost, vbr, edges);
         }
         if (rnd(&rng) % 2)
             pl.p[0].begin = false;
@@ -1465,12 +1945,20 @@ static void random_streams(void **state)
             assert_int_equal(r->err, MP3SPLICE_EFULL);
             full_seen++;
         }
+        older += r->steps_older > 0;
+        refused += r->refused_mdb > 0;
+        slid += r->slid > 0;
         result_free(r);
         plan_cleanup(&pl);
     }
-    /* The mix exercised what it was meant to. */
-    assert_true(ok > 200);
-    assert_true(raised > 20);
+    /* The mix exercised what it was meant to: joins made up by frames
+     * older than the previous one, raises refused for main_data_begin,
+     * joins moved on. */
+    assert_true(ok > 1000);
+    assert_true(raised > 500);
+    assert_true(older > 10);
+    assert_true(refused > 3);
+    assert_true(slid > 50);
     assert_true(full_seen > 0);
 }
 
@@ -1677,11 +2165,13 @@ int main(void)
         cmocka_unit_test(header_all),     cmocka_unit_test(frame_size),
         cmocka_unit_test(one_segment),    cmocka_unit_test(pops_in_order),
         cmocka_unit_test(two_segments),   cmocka_unit_test(raise_current),
-        cmocka_unit_test(raise_previous), cmocka_unit_test(full),
-        cmocka_unit_test(bad_frames),     cmocka_unit_test(bad_data),
-        cmocka_unit_test(other_stream),   cmocka_unit_test(lifecycle),
-        cmocka_unit_test(copies_input),   cmocka_unit_test(random_streams),
-        cmocka_unit_test(lame_frames),
+        cmocka_unit_test(raise_previous), cmocka_unit_test(raise_older),
+        cmocka_unit_test(raise_refused),  cmocka_unit_test(raise_older_mpeg2),
+        cmocka_unit_test(join_slides),    cmocka_unit_test(no_spare_mid_segment),
+        cmocka_unit_test(full),           cmocka_unit_test(bad_frames),
+        cmocka_unit_test(bad_data),       cmocka_unit_test(other_stream),
+        cmocka_unit_test(lifecycle),      cmocka_unit_test(copies_input),
+        cmocka_unit_test(random_streams), cmocka_unit_test(lame_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
