@@ -320,13 +320,12 @@ static int convert_job(struct converter *c, struct job *j, char *reason, size_t 
         return TRANSCODE_EIO;
     }
     metrics_histogram_observe(&c->seconds, (uint64_t)(mono_ms() - t0) * 1000u);
-    log_info("converted",
-             json_pack("{s:s, s:s, s:f, s:I, s:i, s:i, s:b, s:b, s:i, s:i, s:I}", "job_id", j->id,
-                       "mp3_fid", done.id, "duration", res.duration, "bytes",
-                       (json_int_t)res.bytes, "sample_rate", res.sample_rate, "channels",
-                       res.channels, "copied", res.copied, "picture", res.picture, "threads",
-                       res.segments > 0 ? o.threads : 1, "segments", res.segments, "ms",
-                       (json_int_t)(mono_ms() - t0)));
+    log_info("converted", json_pack("{s:s, s:s, s:f, s:I, s:i, s:i, s:b, s:b, s:i, s:i, s:I}",
+                                    "job_id", j->id, "mp3_fid", done.id, "duration", res.duration,
+                                    "bytes", (json_int_t)res.bytes, "sample_rate", res.sample_rate,
+                                    "channels", res.channels, "copied", res.copied, "picture",
+                                    res.picture, "threads", res.segments > 0 ? o.threads : 1,
+                                    "segments", res.segments, "ms", (json_int_t)(mono_ms() - t0)));
     return TRANSCODE_OK;
 }
 

@@ -135,24 +135,9 @@ static double source_duration(const char *name)
 static const char *xing_tag(const char *name)
 {
     char *p = path_of(name);
-    size_t len;
-    unsigned char *d = (unsigned char *)th_slurp(p, &len);
-    free(p);
-    assert_non_null(d);
     static char found[5];
-    found[0] = '\0';
-    size_t off = 0;
-    if (len >= 10 && memcmp(d, "ID3", 3) == 0)
-        off = 10 + (((size_t)d[6] & 0x7f) << 21 | ((size_t)d[7] & 0x7f) << 14 |
-                    ((size_t)d[8] & 0x7f) << 7 | ((size_t)d[9] & 0x7f));
-    if (off + 64 < len && d[off] == 0xff && (d[off + 1] & 0xe0) == 0xe0) {
-        int mpeg1 = ((d[off + 1] >> 3) & 3) == 3;
-        int mono = (d[off + 3] >> 6) == 3;
-        size_t at = off + 4 + (mpeg1 ? (mono ? 17 : 32) : (mono ? 9 : 17));
-        memcpy(found, d + at, 4);
-        found[4] = '\0';
-    }
-    free(d);
+    th_xing_tag(p, found);
+    free(p);
     return found;
 }
 

@@ -359,28 +359,6 @@ static double probed_duration(const char *name)
     return d;
 }
 
-/* "Xing" (VBR) or "Info" (CBR) at its place in the first MPEG audio frame
- * after the ID3v2 tag, or "" when there is no such header. */
-static void xing_tag(const char *name, char found[5])
-{
-    size_t len;
-    unsigned char *d = (unsigned char *)th_slurp(name, &len);
-    assert_non_null(d);
-    found[0] = '\0';
-    size_t off = 0;
-    if (len >= 10 && memcmp(d, "ID3", 3) == 0)
-        off = 10 + (((size_t)d[6] & 0x7f) << 21 | ((size_t)d[7] & 0x7f) << 14 |
-                    ((size_t)d[8] & 0x7f) << 7 | ((size_t)d[9] & 0x7f));
-    if (off + 64 < len && d[off] == 0xff && (d[off + 1] & 0xe0) == 0xe0) {
-        int mpeg1 = ((d[off + 1] >> 3) & 3) == 3;
-        int mono = (d[off + 3] >> 6) == 3;
-        size_t at = off + 4 + (mpeg1 ? (mono ? 17 : 32) : (mono ? 9 : 17));
-        memcpy(found, d + at, 4);
-        found[4] = '\0';
-    }
-    free(d);
-}
-
 /* One converted file, decoded and measured. */
 struct mp3 {
     char name[96];
@@ -412,7 +390,7 @@ static void convert(const struct source *src, const struct pcm *ref, const struc
     if (m->probed <= secs || m->probed > secs + 2 * frame + 1e-3)
         fail_msg("%s: ffprobe says %.4f s, the source is %.4f s (want at most 2 frames more)",
                  m->name, m->probed, secs);
-    xing_tag(m->name, m->xing);
+    th_xing_tag(m->name, m->xing);
     const char *want = j->bitrate == 0 || m->res.raised > 0 ? "Xing" : "Info";
     if (strcmp(m->xing, want) != 0)
         fail_msg("%s: '%s' tag, want '%s' (bitrate %d, %ld frames raised)", m->name, m->xing, want,

@@ -87,6 +87,10 @@ int th_services(const char *cmd);
  * len is not NULL; NULL when it cannot be read. */
 char *th_slurp(const char *path, size_t *len);
 
+/* The MP3 file's "Xing" (VBR) or "Info" (CBR) tag, at its place in the
+ * first audio frame after the ID3v2 tag, into found; "" when it has none. */
+void th_xing_tag(const char *path, char found[5]);
+
 /* Runs `ffmpeg -nostdin -v error -y ARGS [OUT]` (out may be NULL when args
  * name it), its output to log_path (may be NULL); fails the test when it
  * fails. */
