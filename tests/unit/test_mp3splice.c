@@ -1587,8 +1587,8 @@ static void no_spare_mid_segment(void **state)
     enc_begin(&e, &pl, &fm_44s, 61);
     enc_frame(&e, 14, 0, 0, 900, true);
     struct push *mid = enc_frame_at(&e, 14, 0, 0, 300, false); /* could stand in */
-    enc_frame_at(&e, 14, 0, 0, 900, true); /* nothing of it in mid's payload */
-    enc_frame(&e, 14, 0, 0, enc_room(&e, 14, 0), true); /* full to its end */
+    enc_frame_at(&e, 14, 0, 0, 900, true);                     /* nothing of it in mid's payload */
+    enc_frame(&e, 14, 0, 0, enc_room(&e, 14, 0), true);        /* full to its end */
     enc_end(&e);
     enc_begin(&e, &pl, &fm_44s, 62);
     enc_frame_at(&e, 14, 0, 0, 1008 - 300, false);
