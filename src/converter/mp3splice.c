@@ -369,6 +369,62 @@ static int place(struct mp3splice *s, const uint8_t *frame, const struct mp3_hea
     }
 }
 
+/* What a join attempt that does not work out must give back: the frames
+ * it grew (only pending ones, which are not ready) and the stream's end
+ * (growing only appends zeros to it). */
+struct undo {
+    struct out_frame *frames; /* slots ready..count-1, in order */
+    int n;
+    int64_t out_end;
+    long raised;
+};
+
+static int undo_save(struct mp3splice *s, struct undo *u)
+{
+    u->n = s->count - s->ready;
+    u->out_end = s->out_end;
+    u->raised = s->raised;
+    u->frames = u->n > 0 ? malloc((size_t)u->n * sizeof(*u->frames)) : NULL;
+    if (u->n > 0 && u->frames == NULL)
+        return MP3SPLICE_ENOMEM;
+    for (int i = 0; i < u->n; i++)
+        u->frames[i] = *slot(s, s->ready + i);
+    return 0;
+}
+
+static void undo_restore(struct mp3splice *s, const struct undo *u)
+{
+    for (int i = 0; i < u->n; i++)
+        *slot(s, s->ready + i) = u->frames[i];
+    s->out_end = u->out_end;
+    s->raised = u->raised;
+}
+
+/* A segment's first kept frame: where its encoder had it, earlier frames
+ * grown as they must; else the previous segment's frame for the same
+ * samples where its encoder had it (the join moves one frame on), with
+ * nothing grown for the first try; else this one, later. */
+static int place_join(struct mp3splice *s, const uint8_t *frame, const struct mp3_header *h,
+                      int mdb, const uint8_t *data, int len)
+{
+    struct undo u;
+    int rc = undo_save(s, &u);
+    if (rc != 0)
+        return rc;
+    rc = place(s, frame, h, mdb, data, len, false);
+    if (rc == ESHIFT) {
+        undo_restore(s, &u);
+        const struct spare *p = &s->spare;
+        rc = place(s, p->hs, &p->h, p->mdb, p->data, p->len, false);
+        if (rc == 0)
+            s->slid++;
+        else if (rc == ESHIFT)
+            undo_restore(s, &u);
+    }
+    free(u.frames);
+    return rc;
+}
+
 int mp3splice_push(struct mp3splice *s, const uint8_t *frame, size_t len, bool keep)
 {
     if (s->error != 0)
@@ -405,18 +461,8 @@ int mp3splice_push(struct mp3splice *s, const uint8_t *frame, size_t len, bool k
         return 0;
     }
     rc = ESHIFT;
-    if (s->seg_kept == 0 && s->spare.have) {
-        /* a join: this frame where its encoder had it, else the previous
-         * segment's frame for the same samples where its encoder had it
-         * (the join moves one frame on), else this one, later */
-        rc = place(s, frame, &h, mdb, s->src + at, n, false);
-        if (rc == ESHIFT) {
-            const struct spare *p = &s->spare;
-            rc = place(s, p->hs, &p->h, p->mdb, p->data, p->len, false);
-            if (rc == 0)
-                s->slid++;
-        }
-    }
+    if (s->seg_kept == 0 && s->spare.have)
+        rc = place_join(s, frame, &h, mdb, s->src + at, n);
     if (rc == ESHIFT)
         rc = place(s, frame, &h, mdb, s->src + at, n, true);
     if (rc != 0)

@@ -17,7 +17,7 @@
  * always works, and the output is byte for byte the input (stuffing
  * bytes zeroed). At a join the previous segment's data may end after that
  * point. Then, in this order:
- * - an earlier frame that no later frame's data can reach yet grows: its
+ * - an earlier frame not yet out (later data can still reach it) grows: its
  *   bitrate index is raised (a bigger frame, the same audio), the frames
  *   after it start later, their main_data_begin grows (within its limit),
  *   until the frame's data can start where its encoder had them;

@@ -2,11 +2,13 @@
 #include "converter/segments.h"
 
 #include "converter/mp3splice.h"
+#include "core/log.h"
 
 #include <libavutil/samplefmt.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -47,6 +49,7 @@ struct segments {
     int nthreads;
     atomic_bool stopping;
     double cpu;
+    char request_id[65]; /* the caller's, for the threads' log lines */
 
     struct seg **ring; /* submitted segments in order, `inflight` slots */
     int head, count;
@@ -152,6 +155,8 @@ static int drain(struct seg *g, AVCodecContext *e, AVPacket *p)
 /* Encodes g's PCM, frame by frame, then flushes the encoder. */
 static int encode(struct segments *s, struct seg *g)
 {
+    if (cancelled(s) || atomic_load(&s->stopping))
+        return SEGMENTS_ECANCELED; /* no encoder opened for nothing */
     int rc = 0;
     AVCodecContext *e = mp3enc_open(&s->c.enc, &rc);
     AVFrame *f = av_frame_alloc();
@@ -194,6 +199,7 @@ out:
 static void *worker(void *arg)
 {
     struct segments *s = arg;
+    log_set_request_id(s->request_id[0] != '\0' ? s->request_id : NULL);
     pthread_mutex_lock(&s->mu);
     for (;;) {
         struct seg *g = NULL;
@@ -463,10 +469,15 @@ int segments_preroll_frames(const struct mp3enc_settings *st)
 {
     if (st->bitrate <= 0)
         return SEGMENT_ROLL_FRAMES;
-    /* bits of 1152 samples, and LAME's reservoir bound for them (4088
-     * bits per MPEG-1 frame, 2040 per MPEG-2 frame of 576 samples) */
-    double bits = 1152.0 * (st->bitrate < 320 ? st->bitrate : 320) * 1000 / st->sample_rate;
-    double resv = st->sample_rate > 24000 ? 4088 : 2 * 2040;
+    /* bits of 1152 samples (it holds back a tenth of them), and LAME's
+     * reservoir bound: 8 * 256 bits per granule less 8, so 4088 bits for
+     * MPEG-1 (2 granules), 2040 for MPEG-2 (1) */
+    bool mpeg1 = st->sample_rate > 24000;
+    int top = mpeg1 ? 320 : 160;
+    if (st->sample_rate <= 0)
+        return SEGMENT_ROLL_FRAMES;
+    double bits = 1152.0 * (st->bitrate < top ? st->bitrate : top) * 1000 / st->sample_rate;
+    double resv = mpeg1 ? 4088 : 2040;
     int fill = (int)(0.9 * resv / (0.1 * bits) + 0.999);
     int n = fill + SEGMENT_ROLL_FRAMES;
     return n < SEGMENT_ROLL_MAX_FRAMES ? n : SEGMENT_ROLL_MAX_FRAMES;
@@ -485,12 +496,13 @@ long segments_raised(const struct segments *s)
 struct segments *segments_new(const struct segments_config *c)
 {
     if (c->threads < 1 || c->sink == NULL || !av_sample_fmt_is_planar(c->enc.sample_fmt) ||
-        c->enc.channels < 1 || c->enc.channels > 2)
+        c->enc.channels < 1 || c->enc.channels > 2 || c->enc.sample_rate <= 0)
         return NULL;
     struct segments *s = calloc(1, sizeof(*s));
     if (s == NULL)
         return NULL;
     s->c = *c;
+    snprintf(s->request_id, sizeof(s->request_id), "%s", log_request_id());
     s->fs = c->enc.sample_rate > 24000 ? MPEG1_FRAME : MPEG1_FRAME / 2;
     int roll_frames = segments_preroll_frames(&c->enc);
     int frames = c->segment_frames;
@@ -499,6 +511,8 @@ struct segments *segments_new(const struct segments_config *c)
             8 * roll_frames > SEGMENT_FRAMES_DEFAULT ? 8 * roll_frames : SEGMENT_FRAMES_DEFAULT;
     if (frames < SEGMENT_FRAMES_MIN)
         frames = SEGMENT_FRAMES_MIN;
+    if (frames > SEGMENT_FRAMES_MAX)
+        frames = SEGMENT_FRAMES_MAX;
     s->span = frames * MPEG1_FRAME;
     /* the pre-roll comes from the previous segment alone */
     s->roll = (roll_frames < frames ? roll_frames : frames) * MPEG1_FRAME;

@@ -11,8 +11,12 @@
  * to the sink, on the caller's thread, with timestamps of the whole
  * stream. A listener cannot tell the result from one encoder's.
  *
- * Memory: the PCM of at most threads + 3 segments at once (1.8 MB each
- * for 48 kHz stereo), whatever the length of the input.
+ * Memory: the PCM of at most threads + 3 segments at once, whatever the
+ * length of the input: 1.8 MB each for a default VBR segment at 48 kHz
+ * stereo, 8 times the pre-roll for CBR (3.5 MB at 32 kbit/s).
+ *
+ * segments_write and segments_finish block while the threads are behind,
+ * and call the sink themselves (on the caller's thread, in order).
  */
 #ifndef VID2MP3_SEGMENTS_H
 #define VID2MP3_SEGMENTS_H
@@ -24,6 +28,7 @@
 
 #define SEGMENT_FRAMES_DEFAULT 192 /* 5 s at 44.1 kHz */
 #define SEGMENT_FRAMES_MIN 8
+#define SEGMENT_FRAMES_MAX 65536
 #define SEGMENT_ROLL_FRAMES 2 /* one is not enough (the join's SNR drops) */
 #define SEGMENT_ROLL_MAX_FRAMES 64
 
@@ -56,11 +61,12 @@ struct segments;
  * that its first kept frame is encoded as one encoder would: VBR, 2 (the
  * psychoacoustic model settles; one is not enough). CBR, enough more for a
  * new LAME encoder to fill its bit reservoir (it holds back a tenth of each
- * frame's bits until it is 90% full): 7 at 320 kbit/s, 13 at 128, 46 at
+ * frame's bits until it is 90% full): 7 at 320 kbit/s, 14 at 128, 47 at
  * 32 (44.1 kHz). A segment's pre-roll is at most its span. */
 int segments_preroll_frames(const struct mp3enc_settings *st);
 
-/* Starts the threads; NULL when out of memory or threads. */
+/* Starts the threads; NULL when out of memory or threads, or when c is
+ * not usable (a rate of 0, more than 2 channels, a packed format). */
 struct segments *segments_new(const struct segments_config *c);
 
 /* Takes nb_samples samples per channel (data: one pointer per plane).
@@ -70,10 +76,11 @@ int segments_write(struct segments *s, const uint8_t *const *data, int nb_sample
 /* Encodes what is left and hands every remaining frame to the sink. */
 int segments_finish(struct segments *s);
 
-/* CPU seconds the encoder threads spent so far. Thread-safe. */
+/* CPU seconds the encoder threads spent on the segments they finished.
+ * Thread-safe. */
 double segments_cpu_seconds(struct segments *s);
 
-int segments_count(const struct segments *s);   /* segments encoded */
+int segments_count(const struct segments *s);   /* segments handed to the threads */
 long segments_raised(const struct segments *s); /* frames whose bitrate the splice raised */
 
 /* Stops the threads (an unfinished encoding is abandoned) and frees. */

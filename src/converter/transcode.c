@@ -105,7 +105,7 @@ struct tc {
      * the last (whose end padding is set from the real sample count) */
     AVPacket *held;
     int64_t frames_out; /* encoded frames, the held one included */
-    bool splice_failed; /* segs could not join its frames: worth one pass */
+    bool one_pass;      /* segs failed in a way one pass may not: worth a retry */
 
     /* copying */
     int copy;
@@ -790,10 +790,11 @@ static int segments_failed(struct tc *t, int rc)
     case SEGMENTS_ENOMEM:
         return fail(t, AVERROR(ENOMEM), TRANSCODE_ENOMEM, "out of memory");
     case SEGMENTS_ESPLICE:
-        t->splice_failed = true;
+        t->one_pass = true;
         return fail(t, 0, TRANSCODE_EIO, "the MP3's segments could not be joined");
     case SEGMENTS_EENCODER:
-        return fail(t, 0, TRANSCODE_EMEDIA, R_UNDECODABLE);
+        t->one_pass = true;
+        return fail(t, 0, TRANSCODE_EIO, "a segment's MP3 encoder failed");
     default:
         return rc; /* the sink's: write_audio failed the transcode already */
     }
@@ -1075,10 +1076,11 @@ void transcode_options_default(struct transcode_options *o)
     o->parallel_min_seconds = 60;
 }
 
-/* One attempt with options o. */
+/* One attempt with options o: *one_pass says whether one pass is worth a
+ * try after a failure, *cpu the CPU seconds it used. */
 static int transcode_once(const struct transcode_input *in, const struct transcode_output *out,
                           const struct transcode_options *o, struct transcode_result *res,
-                          bool *splice_failed)
+                          bool *one_pass, double *cpu)
 {
     memset(res, 0, sizeof(*res));
     struct tc t = {.in = in, .o = o, .res = res, .cpu_start = thread_cpu()};
@@ -1099,8 +1101,9 @@ static int transcode_once(const struct transcode_input *in, const struct transco
         goto out;
     rc = TRANSCODE_OK;
 out:
+    *cpu = thread_cpu() - t.cpu_start + (t.segs != NULL ? segments_cpu_seconds(t.segs) : 0);
     cleanup(&t);
-    *splice_failed = t.splice_failed;
+    *one_pass = rc == TRANSCODE_EIO && t.one_pass && t.stop == STOP_NONE;
     if (rc != TRANSCODE_OK && res->reason[0] == '\0')
         set_reason(&t, rc, transcode_strerror(rc));
     return rc;
@@ -1115,16 +1118,20 @@ int transcode(const struct transcode_input *in, const struct transcode_output *o
         transcode_options_default(&defaults);
         o = &defaults;
     }
-    bool splice_failed = false;
-    int rc = transcode_once(in, out, o, res, &splice_failed);
-    if (rc != TRANSCODE_OK && splice_failed) {
-        /* a join the splice could not make (data that does not fit even at
-         * the top bitrate): nothing reached the output; one pass instead */
-        log_warn("the segments could not be joined: converting in one pass",
+    bool one_pass = false;
+    double cpu = 0;
+    int rc = transcode_once(in, out, o, res, &one_pass, &cpu);
+    if (rc != TRANSCODE_OK && one_pass) {
+        /* a join the splice could not make, or a segment's encoder that
+         * failed: nothing reached the output; one pass instead, within
+         * what is left of the CPU limit */
+        log_warn("the segments failed: converting in one pass",
                  json_pack("{s:s}", "reason", res->reason));
         struct transcode_options one = *o;
         one.threads = 1;
-        rc = transcode_once(in, out, &one, res, &splice_failed);
+        if (o->cpu_seconds_max > 0)
+            one.cpu_seconds_max = o->cpu_seconds_max - cpu > 1e-6 ? o->cpu_seconds_max - cpu : 1e-6;
+        rc = transcode_once(in, out, &one, res, &one_pass, &cpu);
     }
     return rc;
 }

@@ -59,7 +59,8 @@ struct transcode_options {
                                  (default 2) */
     int bitrate;              /* kbit/s, constant bitrate (LAME takes the nearest legal one,
                                  at most 320); 0 for VBR */
-    double cpu_seconds_max;   /* CPU time of the calling thread; 0: no limit */
+    double cpu_seconds_max;   /* CPU time of the calling thread and its encoder threads
+                                 (counted per finished segment); 0: no limit */
     int64_t output_bytes_max; /* 0: no limit */
     const char *tmp_dir;      /* for the spill file; NULL: $TMPDIR or /tmp */
     /* Called with 0..1 (decoded time / duration), at most twice a second;
@@ -76,8 +77,9 @@ struct transcode_options {
     /* With threads > 1, inputs whose container says they last less than
      * this (seconds) still take one pass; 0: every input is cut. */
     double parallel_min_seconds;
-    /* Frames (1152 samples) per segment; 0: SEGMENT_FRAMES_DEFAULT of
-     * segments.h (about 10 s). Small values are for tests. */
+    /* Segment length in 1152 samples (at most 65536); 0: the default of
+     * segments.h (192, about 5 s; longer for CBR). Small values are for
+     * tests. */
     int segment_frames;
 };
 

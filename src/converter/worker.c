@@ -139,7 +139,8 @@ static int publish_outcome(struct converter *c, const struct job *j, const char 
 
 /* Encoder threads for a job starting now: CONVERTER_THREADS_PER_JOB, or
  * else the cores shared among the conversions running (this one
- * included): a job alone uses them all, two on two cores one each. */
+ * included): a job alone uses them all, two starting together on two
+ * cores one each. A job keeps its threads to its end. */
 static int job_threads(struct converter *c)
 {
     if (c->cfg->converter_threads_per_job > 0)

@@ -37,6 +37,11 @@ void log_set_service(const char *svc)
     thread_svc = svc;
 }
 
+const char *log_request_id(void)
+{
+    return thread_request_id;
+}
+
 void log_set_request_id(const char *id)
 {
     if (id == NULL) {

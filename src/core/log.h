@@ -28,6 +28,10 @@ void log_set_service(const char *svc);
 /* The calling thread's request id; copied (at most 64 bytes). NULL clears. */
 void log_set_request_id(const char *id);
 
+/* The calling thread's request id, "" when none (valid until it changes):
+ * for threads that work on the caller's behalf to set as theirs. */
+const char *log_request_id(void);
+
 /*
  * Writes one line. fields is a JSON object or NULL; it is consumed (its
  * reference is stolen), so json_pack(...) can be passed directly. Fields
