@@ -682,12 +682,24 @@ static struct result *ref_splice(const struct plan *pl)
         }
         int rc = RSHIFT;
         if (seg_kept == 0 && spare->have) {
+            /* a try that does not work out gives back what it grew */
+            int n = o.nk - o.ready, out_end = o.out_end;
+            struct rkept *saved = malloc((size_t)(n > 0 ? n : 1) * sizeof(*saved));
+            assert_non_null(saved);
+            memcpy(saved, o.k + o.ready, (size_t)n * sizeof(*saved));
             rc = rout_place(&o, u, i, &f, data, false);
             if (rc == RSHIFT) {
+                memcpy(o.k + o.ready, saved, (size_t)n * sizeof(*saved));
+                o.out_end = out_end;
                 rc =
                     rout_place(&o, &pl->p[spare->from], spare->from, &spare->f, spare->data, false);
                 r->slid += rc == 0;
+                if (rc == RSHIFT) {
+                    memcpy(o.k + o.ready, saved, (size_t)n * sizeof(*saved));
+                    o.out_end = out_end;
+                }
             }
+            free(saved);
         }
         if (rc == RSHIFT)
             rc = rout_place(&o, u, i, &f, data, true);
