@@ -32,11 +32,7 @@ static char *dir; /* the corpus, made once for the whole group */
 
 static char *path_of(const char *name)
 {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    assert_non_null(p);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
+    return th_path(dir, name);
 }
 
 static void spew(const char *name, const void *data, size_t len)

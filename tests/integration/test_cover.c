@@ -75,11 +75,7 @@ static int64_t mem_seek(void *cls, int64_t offset, int whence)
 
 static char *path_of(const char *name)
 {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    assert_non_null(p);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
+    return th_path(dir, name);
 }
 
 /* The whole file (caller frees); fails the test when it cannot be read. */

@@ -118,11 +118,7 @@ static const struct source *source_named(const char *name)
 
 static char *path_of(const char *name)
 {
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    assert_non_null(p);
-    snprintf(p, n, "%s/%s", dir, name);
-    return p;
+    return th_path(dir, name);
 }
 
 /* ffmpeg with these arguments (the output last), its log in the test dir. */

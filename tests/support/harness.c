@@ -193,6 +193,15 @@ int th_free_port(void)
     return ntohs(a.sin_port);
 }
 
+char *th_path(const char *dir, const char *name)
+{
+    size_t n = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(n);
+    assert_non_null(p);
+    snprintf(p, n, "%s/%s", dir, name);
+    return p;
+}
+
 char *th_tmpdir(void)
 {
     char *t = strdup("/tmp/vid2mp3-test-XXXXXX");

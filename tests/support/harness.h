@@ -45,6 +45,9 @@ int th_free_port(void);
 /* A new empty directory under /tmp (caller frees the string). */
 char *th_tmpdir(void);
 
+/* dir/name, newly allocated (the caller frees). */
+char *th_path(const char *dir, const char *name);
+
 /* rm -rf dir. */
 void th_rmtree(const char *dir);
 
