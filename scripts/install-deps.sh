@@ -42,7 +42,7 @@ test=(
 # (readelf -d: NEEDED; libc6 is in every Debian) and the CA certificates its
 # TLS connections verify against. The image's last stage installs exactly
 # these; deploy/validate/packages.sh proves the list matches the binary, and
-# deploy/validate/rootfs-smoke.sh runs the binary on a bookworm with only them.
+# deploy/validate/image.sh builds the image from the Dockerfile and runs it.
 runtime=(
   libmicrohttpd12 libjansson4 libjwt0 libsodium23 libmariadb3 libsqlite3-0
   libmongoc-1.0-0 libbson-1.0-0 librabbitmq4 libavformat59 libavcodec59

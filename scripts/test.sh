@@ -6,7 +6,8 @@
 #     once normally, once with AddressSanitizer + UndefinedBehaviorSanitizer
 #     (recovery off, leaks detected), the web page's tests in Chromium
 #     among them; validate the deployment files offline
-#     (deploy/validate/run.sh); then run each libFuzzer target briefly
+#     (deploy/validate/run.sh) and build and run the image without Docker
+#     (deploy/validate/image.sh); then run each libFuzzer target briefly
 #  4. stop the servers, whatever happened; exit non-zero on any failure
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,8 +51,8 @@ git ls-files '*.sh' .ci/run | xargs shellcheck
 run_suite normal build
 echo "=== deployment files (deploy/: offline validators and their negative tests)"
 deploy/validate/run.sh build/vid2mp3
-echo "=== container image: the runtime stage's packages run vid2mp3 (debootstrap, no Docker)"
-deploy/validate/rootfs-smoke.sh build/vid2mp3
+echo "=== container image: deploy/Dockerfile built and run without Docker (debootstrap, overlayfs, chroot)"
+deploy/validate/image.sh
 run_suite sanitizer build-asan -DVID2MP3_SANITIZE=ON
 FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
 echo "=== all suites passed (normal and sanitizer builds, fuzzers)"

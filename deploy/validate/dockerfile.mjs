@@ -11,7 +11,8 @@
 // - what COPY takes from the context is not excluded by .dockerignore.
 // The RUN commands are written to --shell-out for shellcheck.
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
+import { dockerignore, excluded, instructions, stages as stagesOf } from "./dockerfile-lib.mjs";
 
 const argv = process.argv.slice(2);
 const opt = (n) => {
@@ -27,33 +28,9 @@ if (!runtimeFile || !shellOut || !file || file.startsWith("--")) {
   process.exit(2);
 }
 
-// Instructions with continuation lines joined and comments dropped.
-function instructions(text) {
-  const out = [];
-  let cur = null;
-  for (const raw of text.split("\n")) {
-    const line = raw.replace(/\r$/, "");
-    if (cur === null && (/^\s*#/.test(line) || line.trim() === "")) continue;
-    if (cur !== null && /^\s*#/.test(line)) continue;
-    const piece = line.replace(/\\\s*$/, "");
-    cur = cur === null ? piece.trim() : `${cur} ${piece.trim()}`;
-    if (!/\\\s*$/.test(line)) {
-      const m = cur.match(/^(\S+)\s*(.*)$/);
-      out.push({ op: m[1].toUpperCase(), args: m[2] });
-      cur = null;
-    }
-  }
-  return out;
-}
-
 const problems = [];
 const ins = instructions(readFileSync(file, "utf8"));
-const stages = [];
-for (const i of ins) {
-  if (i.op === "FROM") stages.push({ from: i.args, ins: [] });
-  else if (stages.length) stages[stages.length - 1].ins.push(i);
-  else if (i.op !== "ARG") problems.push(`${i.op} before the first FROM`);
-}
+const stages = stagesOf(ins, problems);
 if (stages.length < 2) problems.push(`${stages.length} stage(s): want a build stage and a runtime stage`);
 
 const bases = new Set();
@@ -101,25 +78,15 @@ if (lastOf("ENTRYPOINT")?.args.replace(/\s/g, "") !== '["vid2mp3"]') problems.pu
 if (lastOf("CMD")?.args.replace(/\s/g, "") !== '["all"]') problems.push('CMD is not ["all"]');
 if (!lastOf("HEALTHCHECK") || /^NONE\b/i.test(lastOf("HEALTHCHECK").args)) problems.push("no HEALTHCHECK");
 
-// .dockerignore: "*" then "!path" lines; a COPY source must be let back in.
-const ignoreFile = join(context, ".dockerignore");
-if (!existsSync(ignoreFile)) problems.push(".dockerignore is missing");
+// What COPY takes from the context must be let in by .dockerignore.
+const rules = dockerignore(context);
+if (!rules) problems.push(".dockerignore is missing");
 else {
-  const rules = readFileSync(ignoreFile, "utf8").split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
-  const allowed = (p) => {
-    let ok = true;
-    for (const r of rules) {
-      const neg = r.startsWith("!");
-      const pat = (neg ? r.slice(1) : r).replace(/\/$/, "");
-      if (pat === "*" || p === pat || p.startsWith(`${pat}/`)) ok = neg;
-    }
-    return ok;
-  };
   for (const i of ins.filter((x) => x.op === "COPY" && !/--from=/.test(x.args))) {
     const parts = i.args.split(/\s+/).filter((w) => !w.startsWith("--"));
     for (const src of parts.slice(0, -1)) {
       const p = src.replace(/\/$/, "").replace(/^\.\//, "");
-      if (!allowed(p)) problems.push(`COPY ${src}: excluded by .dockerignore`);
+      if (excluded(rules, p)) problems.push(`COPY ${src}: excluded by .dockerignore`);
       if (!existsSync(join(context, p))) problems.push(`COPY ${src}: not in the build context`);
     }
   }

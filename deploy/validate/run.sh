@@ -91,7 +91,7 @@ pass "runtime packages = what $(basename "$bin") links" check_packages "$tmp/run
 
 # ---------- negative tests ----------
 # A fresh copy of the tree for each: deploy/, .dockerignore, CMakeLists.txt,
-# scripts/install-deps.sh; src/ linked (COPY must find it).
+# scripts/install-deps.sh; src/, web/ and docs/ linked (COPY must find them).
 fresh() {
   rm -rf "$tmp/t"
   mkdir -p "$tmp/t/scripts"
@@ -100,6 +100,8 @@ fresh() {
   cp "$repo/.dockerignore" "$repo/CMakeLists.txt" "$tmp/t/"
   cp "$repo/scripts/install-deps.sh" "$tmp/t/scripts/"
   ln -s "$repo/src" "$tmp/t/src"
+  ln -s "$repo/web" "$tmp/t/web"
+  ln -s "$repo/docs" "$tmp/t/docs"
 }
 edit() { # file perl-substitution: must change the file
   local f=$tmp/t/$1
