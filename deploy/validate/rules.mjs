@@ -206,6 +206,10 @@ export function k8sRules(objects, { version, secretExample, configFor }) {
       if (img) p.push(`${at}: ${img}`);
       if (serving && !c.readinessProbe) p.push(`${at}: no readinessProbe`);
       if (serving && !c.livenessProbe) p.push(`${at}: no livenessProbe`);
+      // A datastore's first start initialises its volume, for longer than
+      // a liveness probe waits: killed mid-way, it restarts half made.
+      if (w.kind === "StatefulSet" && (w.spec?.volumeClaimTemplates ?? []).length && c.livenessProbe && !c.startupProbe)
+        p.push(`${at}: a livenessProbe without a startupProbe (the first start initialises the volume)`);
       for (const k of ["cpu", "memory"])
         if (!c.resources?.requests?.[k]) p.push(`${at}: no resources.requests.${k}`);
       if (!c.resources?.limits?.memory) p.push(`${at}: no resources.limits.memory`);
@@ -377,6 +381,18 @@ export function k8sRules(objects, { version, secretExample, configFor }) {
       if (queue !== undefined && t.metadata?.queueName !== queue)
         p.push(`${name(so)}: trigger queueName ${t.metadata?.queueName} is not the converter's VIDEO_QUEUE ${queue}`);
       if (!(+t.metadata?.value > 0)) p.push(`${name(so)}: trigger value ${t.metadata?.value}: want a positive number`);
+      // QueueLength over http counts messages waiting and being converted
+      // (unacknowledged); a pod converts CONVERTER_WORKERS at once. A larger
+      // value leaves videos waiting, and scales pods away mid-conversion
+      // once the queue is empty.
+      const workers = c ? +(resolveEnv(c, envCtx).CONVERTER_WORKERS ?? 0) : undefined;
+      if (t.metadata?.mode === "QueueLength" && workers !== undefined) {
+        if (!(workers > 0)) p.push(`${name(so)}: the converter sets no CONVERTER_WORKERS, so no trigger value can match it`);
+        else if (+t.metadata?.value !== workers)
+          p.push(`${name(so)}: trigger value ${t.metadata?.value} is not the converter's CONVERTER_WORKERS ${workers} (messages per pod)`);
+        if (t.metadata?.excludeUnacknowledged === "true")
+          p.push(`${name(so)}: excludeUnacknowledged would scale converters away while they convert`);
+      }
       const authName = t.authenticationRef?.name;
       const auth = byKind("TriggerAuthentication").find((a) => a.metadata.name === authName);
       if (authName && !auth) p.push(`${name(so)}: authenticationRef ${authName} is not in the render`);

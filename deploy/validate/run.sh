@@ -131,7 +131,7 @@ fresh; edit deploy/k8s/base/auth.yaml 's/periodSeconds: 5/periodSeconds: five/'
 reject "a wrong type (kubernetes-models schema)" "schema: /spec/template/spec/containers/0/readinessProbe/periodSeconds must be integer" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/overlays/prod/converter-keda.yaml 's/minReplicaCount: 1/minReplicaCount: one/'
 reject "a wrong type in the ScaledObject (KEDA schema)" "ScaledObject/converter: schema: /spec/minReplicaCount" check_k8s "$tmp/t" prod
-fresh; edit deploy/k8s/overlays/prod/converter-keda.yaml 's/cooldownPeriod: 300/cooldownPeriod: 300\n  coolDown: 30/'
+fresh; edit deploy/k8s/overlays/prod/converter-keda.yaml 's/pollingInterval: 10/pollingInterval: 10\n  coolDown: 30/'
 reject "an unknown field in the ScaledObject" "unknown field spec.coolDown" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/base/pdb.yaml 's/kind: PodDisruptionBudget/kind: PodDisruptionBuget/'
 reject "an unknown kind" "unknown apiVersion/kind policy/v1 PodDisruptionBuget" check_k8s "$tmp/t" dev
@@ -155,6 +155,8 @@ fresh; edit deploy/k8s/base/converter.yaml 's/          readinessProbe:\n       
 reject "a missing readiness probe" "Deployment/converter container converter: no readinessProbe" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/overlays/dev/mysql.yaml 's/          resources:\n            requests:\n              cpu: 100m\n              memory: 384Mi\n/          resources:\n            requests:\n/'
 reject "a container without requests" "StatefulSet/mysql container mysql: no resources.requests.cpu" check_k8s "$tmp/t" dev
+fresh; edit deploy/k8s/overlays/dev/mysql.yaml 's/          startupProbe:\n/          startProbe:\n/'
+reject "a misspelt startupProbe in the dev MySQL (strict pass, startup rule)" "StatefulSet/mysql container mysql: a livenessProbe without a startupProbe" check_k8s "$tmp/t" dev
 fresh; edit deploy/k8s/base/gateway.yaml 's/key: MONGODB_URI/key: MONGO_URI/'
 reject "a Secret key the example does not document" "key MONGO_URI of Secret vid2mp3-secrets is not in secret.example.yaml" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/overlays/prod/converter-keda.yaml 's/protocol: http/protocol: amqp/'
@@ -188,6 +190,8 @@ fresh; edit deploy/k8s/base/pdb.yaml 's/maxUnavailable: 1/maxUnavailable: 0/'
 reject "a PodDisruptionBudget that blocks drains" "PodDisruptionBudget/auth: lets no pod of Deployment/auth go" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/overlays/prod/converter-keda.yaml 's/queueName: video/queueName: videos/'
 reject "KEDA watching another queue" "trigger queueName videos is not the converter's VIDEO_QUEUE video" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/overlays/prod/converter-keda.yaml 's/value: "1"/value: "2"/'
+reject "KEDA leaving videos waiting (value above CONVERTER_WORKERS)" "trigger value 2 is not the converter's CONVERTER_WORKERS 1" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/overlays/prod/converter-keda.yaml 's/name: rabbitmq-management\n---/name: rabbitmq-mgmt\n---/'
 reject "KEDA without its TriggerAuthentication" "authenticationRef rabbitmq-mgmt is not in the render" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/base/converter.yaml 's/sizeLimit: 640Mi/sizeLimit: 256Mi/'
