@@ -16,9 +16,12 @@ static int nwriters;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static time_t start_time;
 
-/* Upper bounds in microseconds; the last bucket is +Inf. */
+/* Upper bounds in microseconds; the last bucket is +Inf. Requests take
+ * milliseconds; conversions, emails and event streams take seconds to
+ * minutes (a stream lasts up to 300 s, a long conversion longer). */
 static const uint64_t bounds_us[METRICS_BUCKETS - 1] = {
-    1000, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 5000000,
+    1000,    5000,    10000,    25000,    50000,    100000,    250000,     500000,
+    1000000, 5000000, 10000000, 30000000, 60000000, 300000000, 1800000000,
 };
 
 int metrics_register(metrics_writer_fn fn, void *ctx)

@@ -28,7 +28,7 @@ void metrics_unregister(void *ctx);
 char *metrics_render(size_t *len);
 
 /* Latency histogram with fixed bucket bounds (seconds), lock-free. */
-#define METRICS_BUCKETS 11
+#define METRICS_BUCKETS 16
 struct metrics_histogram {
     atomic_uint_fast64_t buckets[METRICS_BUCKETS]; /* non-cumulative counts */
     atomic_uint_fast64_t count;
