@@ -1,7 +1,7 @@
 // The project's own rules for deployment files: what a schema cannot say.
 // Each function returns a list of problems, one line each.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -174,6 +174,21 @@ function checkServiceEnv(p, at, svc, env, configFor, declaredPorts) {
   return settings;
 }
 
+// The paths docs/openapi.json gives the gateway (its own servers, or the
+// document's when it has none), except the operations endpoints that stay
+// inside; a template such as /jobs/{id} as /jobs/x.
+const INTERNAL = ["/metrics", "/healthz", "/readyz"];
+function gatewayPublicPaths() {
+  const doc = JSON.parse(readFileSync(new URL("../../docs/openapi.json", import.meta.url), "utf8"));
+  const gateway = (servers) => (servers ?? doc.servers ?? []).some((x) => /gateway/i.test(x.description ?? ""));
+  const out = [];
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    const ops = Object.values(item).filter((o) => o && typeof o === "object" && !Array.isArray(o) && (o.responses || o.servers));
+    if (!INTERNAL.includes(path) && ops.some((o) => gateway(o.servers ?? item.servers))) out.push(path.replace(/\{[^}]*\}/g, "x"));
+  }
+  return out;
+}
+
 export function k8sRules(objects, { version, secretExample, configFor }) {
   const p = [];
   const byKind = (k) => objects.filter((o) => o.kind === k);
@@ -315,7 +330,6 @@ export function k8sRules(objects, { version, secretExample, configFor }) {
 
   // Ingress backends exist; operations endpoints stay inside; the body
   // limit lets the largest upload through.
-  const INTERNAL = ["/metrics", "/healthz", "/readyz"];
   for (const ing of byKind("Ingress")) {
     for (const rule of ing.spec?.rules ?? [])
       for (const path of rule.http?.paths ?? []) {
@@ -332,6 +346,29 @@ export function k8sRules(objects, { version, secretExample, configFor }) {
           if (prefix || path.path === inner) p.push(`${name(ing)}: path ${path.path} (${path.pathType}) publishes ${inner}`);
         }
       }
+    // Every public path the gateway serves (docs/openapi.json, which a unit
+    // test holds to the gateway's routes) reaches a Service of the gateway;
+    // the event stream is not buffered and outlives its 15 s keep-alive.
+    const gatewayServices = byKind("Service")
+      .filter((s) => deployments.some((d) => d.metadata.name === "gateway" && labelsMatch(s.spec?.selector, d.spec?.template?.metadata?.labels)))
+      .map((s) => s.metadata.name);
+    const routed = (path) =>
+      (ing.spec?.rules ?? []).some((rule) =>
+        (rule.http?.paths ?? []).some(
+          (x) =>
+            gatewayServices.includes(x.backend?.service?.name) &&
+            (x.pathType === "Exact"
+              ? x.path === path
+              : x.path === "/" || path === x.path.replace(/\/$/, "") || path.startsWith(`${x.path.replace(/\/$/, "")}/`)),
+        ),
+      );
+    for (const path of gatewayPublicPaths())
+      if (!routed(path)) p.push(`${name(ing)}: does not publish the gateway's ${path} (docs/openapi.json)`);
+    const ann = ing.metadata?.annotations ?? {};
+    if (ann["nginx.ingress.kubernetes.io/proxy-buffering"] !== "off")
+      p.push(`${name(ing)}: proxy-buffering is not "off" (uploads and /jobs/events must stream)`);
+    if (!(+(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"] ?? 60) > 15))
+      p.push(`${name(ing)}: proxy-read-timeout is not above /jobs/events' 15 s keep-alive`);
     const body = ing.metadata?.annotations?.["nginx.ingress.kubernetes.io/proxy-body-size"];
     for (const gw of gatewaySettings) {
       const need = +(gw.MAX_UPLOAD_BYTES ?? 2147483648) + 64 * 1024;

@@ -180,6 +180,10 @@ fresh; edit deploy/k8s/base/kustomization.yaml 's/- AUTH_SVC_ADDRESS=auth:5000/-
 reject "a port the container does not declare" "Deployment/gateway container gateway: the service listens on 9090, but the container declares 8080" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/base/ingress.yaml 's/path: \/jobs\n            pathType: Prefix/path: \/\n            pathType: Prefix/'
 reject "an Ingress that publishes /metrics" "path / (Prefix) publishes /metrics" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/ingress.yaml 's/          - path: \/download-session\n/          - path: \/download-sessions\n/'
+reject "an Ingress that leaves out a route of the gateway (docs/openapi.json)" "does not publish the gateway's /download-session" check_k8s "$tmp/t" prod
+fresh; edit deploy/k8s/base/ingress.yaml 's/proxy-buffering: "off"/proxy-buffering: "on"/'
+reject "an Ingress that buffers the event stream" "proxy-buffering is not \"off\"" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/base/ingress.yaml 's/    nginx.ingress.kubernetes.io\/proxy-body-size: 2049m\n//'
 reject "an Ingress with nginx's 1 MiB body limit" "proxy-body-size unset (nginx: 1m) is below MAX_UPLOAD_BYTES" check_k8s "$tmp/t" prod
 fresh; edit deploy/k8s/base/auth.yaml 's/        seccompProfile:\n          type: RuntimeDefault\n//'
