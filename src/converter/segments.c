@@ -76,7 +76,7 @@ static double thread_cpu(void)
 
 static bool cancelled(const struct segments *s)
 {
-    return s->c.cancel != NULL && *s->c.cancel != 0;
+    return s->c.cancel != NULL && atomic_load(s->c.cancel) != 0;
 }
 
 /* ---- PCM buffers ------------------------------------------------------ */

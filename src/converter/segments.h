@@ -24,6 +24,7 @@
 #include "converter/mp3enc.h"
 
 #include <libavcodec/packet.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #define SEGMENT_FRAMES_DEFAULT 192 /* 5 s at 44.1 kHz */
@@ -52,7 +53,7 @@ struct segments_config {
     int segment_frames;
     segments_sink sink;
     void *sink_cls;
-    const volatile int *cancel; /* non-zero: stop with SEGMENTS_ECANCELED; may be NULL */
+    const atomic_int *cancel; /* non-zero: stop with SEGMENTS_ECANCELED; may be NULL */
 };
 
 struct segments;

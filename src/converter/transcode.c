@@ -166,7 +166,7 @@ static int should_stop(struct tc *t)
 {
     if (t->stop != STOP_NONE)
         return 1;
-    if (t->o->cancel != NULL && *t->o->cancel != 0) {
+    if (t->o->cancel != NULL && atomic_load(t->o->cancel) != 0) {
         t->stop = STOP_CANCEL;
         return 1;
     }

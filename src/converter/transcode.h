@@ -26,6 +26,7 @@
 #ifndef VID2MP3_TRANSCODE_H
 #define VID2MP3_TRANSCODE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -69,7 +70,7 @@ struct transcode_options {
     void *progress_cls;
     /* When non-NULL and it becomes non-zero, the transcode stops soon with
      * TRANSCODE_ECANCELED. */
-    const volatile int *cancel;
+    const atomic_int *cancel;
     /* Encoder threads for this one job: above 1, the audio is cut into
      * segments encoded at once and spliced with the bit reservoir kept
      * (segments.h); 1 (or less): one encoder, one pass. */

@@ -32,7 +32,7 @@ struct converter {
     struct queue_consumer *consumer;
     int workers;
     int cores;
-    volatile int cancel; /* set when the grace period is over */
+    atomic_int cancel; /* set when the grace period is over */
     atomic_int running;
     atomic_uint_fast64_t outcomes[OUTCOMES];
     struct metrics_histogram seconds;
@@ -541,7 +541,7 @@ static void cancel_conversions(void *arg)
     struct converter *c = arg;
     log_warn("grace period over: handing running conversions back",
              json_pack("{s:i}", "running", atomic_load(&c->running)));
-    c->cancel = 1;
+    atomic_store(&c->cancel, 1);
 }
 
 void converter_stop(struct converter *c, int grace_seconds)
@@ -551,7 +551,7 @@ void converter_stop(struct converter *c, int grace_seconds)
     struct ticker *deadline =
         ticker_start((long)grace_seconds * 1000, 3600000, cancel_conversions, c);
     if (deadline == NULL)
-        c->cancel = 1;
+        atomic_store(&c->cancel, 1);
     queue_consumer_stop(c->consumer); /* waits for the conversions in progress */
     ticker_stop(deadline);
     ticker_stop(c->sweeper);

@@ -27,6 +27,7 @@
 #ifndef VID2MP3_MAIL_H
 #define VID2MP3_MAIL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -49,7 +50,7 @@ struct mail_envelope {
     const char *id;
     const char *data;
     size_t len;
-    const volatile int *cancel; /* may be NULL; non-zero: give up now (transient) */
+    const atomic_int *cancel; /* may be NULL; non-zero: give up now (transient) */
 };
 
 struct mail_ops {

@@ -24,6 +24,7 @@
 
 #include <arpa/inet.h>
 #include <curl/curl.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,7 +53,7 @@ static void curl_init(void)
 struct transfer {
     const char *data;
     size_t len, off;
-    const volatile int *cancel;
+    const atomic_int *cancel;
     char command[12];           /* the verb of the last command sent: "MAIL", "RCPT" ... */
     char reply[MAIL_REPLY_MAX]; /* the last reply line, except to QUIT */
     int reply_code;
@@ -116,7 +117,7 @@ static int progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off
     (void)ultotal;
     (void)ulnow;
     const struct transfer *t = arg;
-    return t->cancel != NULL && *t->cancel ? 1 : 0; /* non-zero aborts the transfer */
+    return t->cancel != NULL && atomic_load(t->cancel) ? 1 : 0; /* non-zero aborts the transfer */
 }
 
 /* True when the server refused this message for good: a 5xx answering the

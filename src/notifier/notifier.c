@@ -51,7 +51,7 @@ struct notifier {
     /* set by notifier_stop: the time sends must be over by (monotonic ms,
      * 0: none yet), and the flag that abandons them past it */
     atomic_llong deadline;
-    volatile int cancel;
+    atomic_int cancel;
 };
 
 static int64_t wall_ms(void)
@@ -208,7 +208,8 @@ static enum queue_verdict notify(struct notifier *n, const struct job *j, int at
         atomic_fetch_add(&n->outcomes[OUT_SENT], 1);
         return QUEUE_ACK;
     }
-    if (rc == MAIL_ETRANSIENT && (attempt < (int)n->cfg->notify_max_attempts || n->cancel)) {
+    if (rc == MAIL_ETRANSIENT &&
+        (attempt < (int)n->cfg->notify_max_attempts || atomic_load(&n->cancel))) {
         log_warn("email not sent, will retry",
                  json_pack("{s:s, s:s, s:i}", "job_id", j->id, "reply", reply, "attempt", attempt));
         jobs_release_notify(n->jobs, j->id, until); /* best effort: else it runs out */
@@ -423,7 +424,7 @@ struct notifier *notifier_start(const struct config *cfg, const struct notifier_
 static void abandon_sends(void *arg)
 {
     struct notifier *n = arg;
-    n->cancel = 1;
+    atomic_store(&n->cancel, 1);
 }
 
 void notifier_stop(struct notifier *n, int grace_seconds)
@@ -433,7 +434,7 @@ void notifier_stop(struct notifier *n, int grace_seconds)
     atomic_store(&n->deadline, mono_ms() + (long long)grace_seconds * 1000);
     struct ticker *deadline = ticker_start((long)grace_seconds * 1000, 3600000, abandon_sends, n);
     if (deadline == NULL)
-        n->cancel = 1;
+        atomic_store(&n->cancel, 1);
     queue_consumer_stop(n->consumer);
     ticker_stop(deadline);
     ticker_stop(n->sweeper);

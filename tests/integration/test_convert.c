@@ -480,7 +480,7 @@ static int sink_write(void *cls, const void *data, size_t len)
 struct watch {
     int calls;
     double last;
-    volatile int *cancel_at_first;
+    atomic_int *cancel_at_first;
 };
 
 static void on_progress(void *cls, double f)
@@ -490,7 +490,7 @@ static void on_progress(void *cls, double f)
     w->calls++;
     w->last = f;
     if (w->cancel_at_first != NULL)
-        *w->cancel_at_first = 1;
+        atomic_store(w->cancel_at_first, 1);
 }
 
 static int run_api(const char *name, long fail_after, struct transcode_options *o, struct sink *k,
@@ -571,7 +571,7 @@ static void api_limits_and_cancel(void **state)
     assert_int_equal(run_api("opus.mkv", -1, &o, &k, &r), TRANSCODE_ELIMIT);
     assert_non_null(strstr(r.reason, "processing time"));
 
-    volatile int cancel = 0;
+    atomic_int cancel = 0;
     struct watch w = {.cancel_at_first = &cancel};
     transcode_options_default(&o);
     o.cancel = &cancel;
@@ -632,7 +632,7 @@ static void api_parallel_unlucky(void **state)
     assert_int_equal(run_api("opus.mkv", -1, &o, &k, &r), TRANSCODE_ELIMIT);
     assert_non_null(strstr(r.reason, "processing time"));
 
-    volatile int cancel = 0;
+    atomic_int cancel = 0;
     struct watch w = {.cancel_at_first = &cancel};
     parallel_options(&o);
     o.cancel = &cancel;
