@@ -16,19 +16,27 @@ jobs=$(nproc 2>/dev/null || echo 2)
 scripts/install-deps.sh
 
 state=$(mktemp -d /tmp/vid2mp3-services-XXXXXX)
-cleanup() { scripts/test-services.sh stop "$state" || true; }
+image_log=$(mktemp /tmp/vid2mp3-image-log-XXXXXX)
+image_pid=
+cleanup() {
+  [ -z "$image_pid" ] || kill -TERM "$image_pid" 2>/dev/null || true
+  scripts/test-services.sh stop "$state" || true
+  rm -f "$image_log"
+}
 trap cleanup EXIT INT TERM
 scripts/test-services.sh start "$state"
 # shellcheck disable=SC1091
 . "$state/env"
 
-run_suite() { # name, build dir, extra cmake args...
+build_suite() { # name, build dir, extra cmake args...
   local name=$1 dir=$2; shift 2
   echo "=== $name build ($dir)"
   cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DVID2MP3_WERROR=ON -DVID2MP3_TESTS=ON "$@" >/dev/null
   cmake --build "$dir" -j"$jobs"
-  echo "=== $name tests"
-  (cd "$dir" && ctest -j"$jobs" --output-on-failure --timeout 900)
+}
+test_suite() { # name, build dir
+  echo "=== $1 tests"
+  (cd "$2" && ctest -j"$jobs" --output-on-failure --timeout 900)
 }
 
 # libmongoc keeps performance counters in /dev/shm/mongoc-PID, made by a
@@ -48,11 +56,22 @@ git ls-files '*.c' '*.h' | xargs clang-format --dry-run --Werror
 echo "=== shellcheck (every shell script)"
 git ls-files '*.sh' .ci/run | xargs shellcheck
 
-run_suite normal build
+build_suite normal build
+test_suite normal build
 echo "=== deployment files (deploy/: offline validators and their negative tests)"
 deploy/validate/run.sh build/vid2mp3
+# The image build waits on the network and the disk much of its time: it
+# runs while the sanitizer build compiles, and before the sanitizer tests,
+# so that nothing timed runs beside it.
+deploy/validate/image.sh >"$image_log" 2>&1 &
+image_pid=$!
+build_suite sanitizer build-asan -DVID2MP3_SANITIZE=ON
 echo "=== container image: deploy/Dockerfile built and run without Docker (debootstrap, overlayfs, chroot)"
-deploy/validate/image.sh
-run_suite sanitizer build-asan -DVID2MP3_SANITIZE=ON
+image_rc=0
+wait "$image_pid" || image_rc=$?
+image_pid=
+cat "$image_log"
+[ "$image_rc" -eq 0 ] || { echo "=== container image: FAILED (exit $image_rc)"; exit 1; }
+test_suite sanitizer build-asan
 FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
 echo "=== all suites passed (normal and sanitizer builds, fuzzers)"
