@@ -16,9 +16,18 @@
 #include <time.h>
 #include <unistd.h>
 
-enum outcome { OUT_DONE, OUT_FAILED, OUT_RETRIED, OUT_DROPPED, OUT_REPEATED, OUT_DEAD, OUTCOMES };
-static const char *const outcome_names[OUTCOMES] = {"done",    "failed",   "retried",
-                                                    "dropped", "repeated", "dead_letter"};
+enum outcome {
+    OUT_DONE,
+    OUT_FAILED,
+    OUT_RETRIED,
+    OUT_DROPPED,
+    OUT_REPEATED,
+    OUT_DEAD,
+    OUT_HANDED_BACK, /* stopped at shutdown: back in the queue, no attempt used */
+    OUTCOMES
+};
+static const char *const outcome_names[OUTCOMES] = {
+    "done", "failed", "retried", "dropped", "repeated", "dead_letter", "handed_back"};
 
 /* How often VIDEO_QUEUE.dead is looked at, and how many letters a look takes. */
 #define DEAD_SWEEP_MS 3000
@@ -398,8 +407,12 @@ static enum queue_verdict handle(const struct queue_msg *m, void *ctx)
         goto out;
     }
     if (rc == TRANSCODE_ECANCELED) {
+        /* a shutdown, not the video: the next converter starts it afresh,
+         * and the delivery does not count towards MAX_ATTEMPTS */
         log_info("conversion handed back", json_pack("{s:s}", "job_id", id));
-        goto retry;
+        atomic_fetch_add(&c->outcomes[OUT_HANDED_BACK], 1);
+        v = QUEUE_RELEASE;
+        goto out;
     }
     log_warn("conversion failed, will retry",
              json_pack("{s:s, s:s, s:i}", "job_id", id, "reason", reason, "attempt", m->attempt));

@@ -23,10 +23,12 @@ enum outcome {
     OUT_REPEATED,
     OUT_DROPPED,
     OUT_DEAD,
+    OUT_HANDED_BACK, /* a send stopped at shutdown: back in the queue, no attempt used */
     OUTCOMES
 };
-static const char *const outcome_names[OUTCOMES] = {
-    "sent", "permanent", "invalid", "gave_up", "retried", "repeated", "dropped", "dead_letter"};
+static const char *const outcome_names[OUTCOMES] = {"sent",    "permanent",   "invalid",
+                                                    "gave_up", "retried",     "repeated",
+                                                    "dropped", "dead_letter", "handed_back"};
 
 #define DEAD_SWEEP_MS 3000
 #define DEAD_SWEEP_MAX 100
@@ -208,8 +210,15 @@ static enum queue_verdict notify(struct notifier *n, const struct job *j, int at
         atomic_fetch_add(&n->outcomes[OUT_SENT], 1);
         return QUEUE_ACK;
     }
-    if (rc == MAIL_ETRANSIENT &&
-        (attempt < (int)n->cfg->notify_max_attempts || atomic_load(&n->cancel))) {
+    if (rc == MAIL_ETRANSIENT && atomic_load(&n->cancel)) {
+        /* stopped at shutdown: the next notifier sends it, and this
+         * delivery does not count towards NOTIFY_MAX_ATTEMPTS */
+        log_info("email handed back", json_pack("{s:s}", "job_id", j->id));
+        jobs_release_notify(n->jobs, j->id, until);
+        atomic_fetch_add(&n->outcomes[OUT_HANDED_BACK], 1);
+        return QUEUE_RELEASE;
+    }
+    if (rc == MAIL_ETRANSIENT && attempt < (int)n->cfg->notify_max_attempts) {
         log_warn("email not sent, will retry",
                  json_pack("{s:s, s:s, s:i}", "job_id", j->id, "reply", reply, "attempt", attempt));
         jobs_release_notify(n->jobs, j->id, until); /* best effort: else it runs out */

@@ -10,7 +10,12 @@
  *                 doubles with each attempt (retry_base_ms, 2x, 4x ... capped
  *                 at retry_max_ms); after max_attempts deliveries it goes to
  *                 the dead-letter queue NAME.dead instead;
- *   QUEUE_REJECT  a permanent failure: straight to NAME.dead.
+ *   QUEUE_REJECT  a permanent failure: straight to NAME.dead;
+ *   QUEUE_RELEASE not done, through no fault of the message (its handler
+ *                 was stopped: a graceful shutdown): delivered again at
+ *                 once, and the delivery is not counted (the next one has
+ *                 the same attempt number), so a message stopped again and
+ *                 again is never dead-lettered for it.
  * A consumer that dies without a verdict (kill -9) gets its messages
  * delivered again (RabbitMQ: the connection closes; SQLite: the message's
  * lease expires), and that counts as an attempt: a message that kills its
@@ -63,7 +68,7 @@ struct queue_msg {
     const char *request_id; /* "" when the publisher gave none */
 };
 
-enum queue_verdict { QUEUE_ACK, QUEUE_RETRY, QUEUE_REJECT };
+enum queue_verdict { QUEUE_ACK, QUEUE_RETRY, QUEUE_REJECT, QUEUE_RELEASE };
 
 /* Runs in a worker thread of the consumer; may block for minutes. */
 typedef enum queue_verdict (*queue_handler_fn)(const struct queue_msg *m, void *ctx);

@@ -685,6 +685,11 @@ static int apply(struct aq_consumer *c, struct job *j)
         if (publish_confirmed(conn, target, j->body, j->len, j->request_id, j->attempt, on_deliver,
                               c) != QUEUE_OK)
             return -1;
+    } else if (j->verdict == QUEUE_RELEASE) {
+        /* back to NAME at once with the same x-attempt, as hand_back does */
+        if (publish_confirmed(conn, c->queue, j->body, j->len, j->request_id, j->attempt,
+                              on_deliver, c) != QUEUE_OK)
+            return -1;
     } else if (j->verdict != QUEUE_ACK) {
         char target[QUEUE_NAME_MAX + 64];
         int next_attempt = j->attempt;

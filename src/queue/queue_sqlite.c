@@ -335,7 +335,10 @@ out:
 
 static const char *verdict_name(enum queue_verdict v)
 {
-    return v == QUEUE_ACK ? "ack" : v == QUEUE_RETRY ? "retry" : "reject";
+    return v == QUEUE_ACK       ? "ack"
+           : v == QUEUE_RETRY   ? "retry"
+           : v == QUEUE_RELEASE ? "release"
+                                : "reject";
 }
 
 /* Applies a handler's verdict. A delivery whose lease was lost is left to
@@ -350,6 +353,11 @@ static void apply_verdict(struct sq *s, const char *queue, const struct taken *t
     if (v == QUEUE_ACK) {
         rc = change_locked(s, "DELETE FROM messages WHERE id = ?1 AND lease = ?2", t->id, t->lease,
                            0, "ack");
+    } else if (v == QUEUE_RELEASE) { /* visible now, this delivery uncounted */
+        rc = change_locked(s,
+                           "UPDATE messages SET lease = 0, visible_at = ?3,"
+                           " attempt = MAX(attempt - 1, 0) WHERE id = ?1 AND lease = ?2",
+                           t->id, t->lease, now_ms(), "release");
     } else if (v == QUEUE_RETRY && t->attempt < s->set.max_attempts) {
         long long at = now_ms() + queue_retry_delay_ms(&s->set, t->attempt);
         rc = change_locked(s,
@@ -378,7 +386,7 @@ static void apply_verdict(struct sq *s, const char *queue, const struct taken *t
         log_warn("queue: verdict not stored, the message will come again",
                  json_pack("{s:s, s:s, s:s}", "queue", queue, "verdict", verdict_name(v), "error",
                            queue_strerror(rc)));
-    else if (v != QUEUE_ACK && (v == QUEUE_REJECT || t->attempt >= s->set.max_attempts))
+    else if (v == QUEUE_REJECT || (v == QUEUE_RETRY && t->attempt >= s->set.max_attempts))
         log_warn("queue: message dead-lettered",
                  json_pack("{s:s, s:s, s:i}", "queue", queue, "reason", verdict_name(v), "attempts",
                            t->attempt));

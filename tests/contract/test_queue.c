@@ -520,6 +520,71 @@ static void retry_does_not_block_others(void **state)
     rec_free(r);
 }
 
+/* Releases the first RELEASES deliveries (more than max_attempts), then
+ * acks. */
+#define RELEASES 5
+static enum queue_verdict release_then_ack(const struct queue_msg *m, void *ctx)
+{
+    record(m, ctx);
+    return rec_count(ctx) <= RELEASES ? QUEUE_RELEASE : QUEUE_ACK;
+}
+
+/* A released delivery comes again at once and uncounted: released more
+ * often than max_attempts, the message is still delivered as attempt 1
+ * and never dead-lettered (a retry would be, after 3). */
+static void release_counts_no_attempt(void **state)
+{
+    (void)state;
+    assert_int_equal(queue_publish(q, qname, "handed", 6, "req-release"), QUEUE_OK);
+    struct rec *r = rec_new(QUEUE_ACK, 0);
+    struct queue_consumer *c = NULL;
+    assert_int_equal(queue_consume(q, qname, 1, release_then_ack, r, &c), QUEUE_OK);
+    assert_true(wait_count(r, RELEASES + 1, 15000));
+    sleep_ms(2 * RETRY_BASE_MS); /* nothing more comes */
+    queue_consumer_stop(c);
+    assert_int_equal(r->n, RELEASES + 1);
+    for (int i = 0; i < RELEASES + 1; i++) {
+        assert_int_equal(r->d[i].attempt, 1);
+        assert_string_equal(r->d[i].request_id, "req-release");
+        assert_memory_equal(r->d[i].body, "handed", 6);
+    }
+    long n = -1;
+    assert_int_equal(queue_dead_count(q, qname, &n), QUEUE_OK);
+    assert_int_equal(n, 0);
+    assert_int_equal(queue_depth(q, qname, &n), QUEUE_OK);
+    assert_int_equal(n, 0);
+    rec_free(r);
+}
+
+/* Release keeps a message's earlier count: after one retry it is attempt
+ * 2, and stays 2 however often it is released. */
+static enum queue_verdict retry_then_release_then_ack(const struct queue_msg *m, void *ctx)
+{
+    record(m, ctx);
+    int n = rec_count(ctx);
+    return n == 1 ? QUEUE_RETRY : n <= 3 ? QUEUE_RELEASE : QUEUE_ACK;
+}
+
+static void release_keeps_earlier_attempts(void **state)
+{
+    (void)state;
+    assert_int_equal(queue_publish(q, qname, "again", 5, NULL), QUEUE_OK);
+    struct rec *r = rec_new(QUEUE_ACK, 0);
+    struct queue_consumer *c = NULL;
+    assert_int_equal(queue_consume(q, qname, 1, retry_then_release_then_ack, r, &c), QUEUE_OK);
+    assert_true(wait_count(r, 4, 15000));
+    sleep_ms(2 * RETRY_BASE_MS);
+    queue_consumer_stop(c);
+    assert_int_equal(r->n, 4);
+    assert_int_equal(r->d[0].attempt, 1);
+    for (int i = 1; i < 4; i++)
+        assert_int_equal(r->d[i].attempt, 2);
+    long n = -1;
+    assert_int_equal(queue_dead_count(q, qname, &n), QUEUE_OK);
+    assert_int_equal(n, 0);
+    rec_free(r);
+}
+
 static void reject_goes_dead_at_once(void **state)
 {
     (void)state;
@@ -791,6 +856,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(retry_delays_then_dead, setup, teardown),
         cmocka_unit_test_setup_teardown(retry_does_not_block_others, setup, teardown),
         cmocka_unit_test_setup_teardown(reject_goes_dead_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(release_counts_no_attempt, setup, teardown),
+        cmocka_unit_test_setup_teardown(release_keeps_earlier_attempts, setup, teardown),
         cmocka_unit_test_setup_teardown(dead_letters_are_drained, setup, teardown),
         cmocka_unit_test_setup_teardown(reopen_keeps_messages, setup, teardown),
         cmocka_unit_test_setup_teardown(many_publishers_and_consumers, setup, teardown),

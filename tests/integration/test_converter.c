@@ -34,6 +34,8 @@ static struct queue *queue;
 /* ---------- media ---------- */
 
 static char clip_path[600], silent_path[600], long_path[600];
+static int grace_seconds = 120; /* the converter's SHUTDOWN_GRACE_SECONDS */
+static int threads_per_job;     /* its CONVERTER_THREADS_PER_JOB */
 
 static void make_media(void)
 {
@@ -173,7 +175,8 @@ static void start_converter(const char *crash_at)
     server_env(&conv, "CONVERTER_WORKERS=2");
     server_env(&conv, "QUEUE_LEASE_SECONDS=2");
     server_env(&conv, "MAX_ATTEMPTS=3");
-    server_env(&conv, "SHUTDOWN_GRACE_SECONDS=120");
+    server_env(&conv, "SHUTDOWN_GRACE_SECONDS=%d", grace_seconds);
+    server_env(&conv, "CONVERTER_THREADS_PER_JOB=%d", threads_per_job);
     server_env(&conv, "CRASH_AT=%s", crash_at != NULL ? crash_at : "");
     server_env(&conv, "KEEP_VIDEOS=%s", keep_videos ? "true" : "false");
     if (distributed) {
@@ -533,6 +536,77 @@ static void sigterm_finishes_the_running_job(void **state)
     restart_converter(NULL);
 }
 
+/* Prints the last 4000 bytes of the converter's log to stderr. */
+static void print_log_tail(void)
+{
+    size_t len = 0;
+    char *log = th_slurp(conv.log, &len);
+    if (log != NULL)
+        fprintf(stderr, "--- %s (end)\n%s\n", conv.log, log + (len > 4000 ? len - 4000 : 0));
+    free(log);
+}
+
+/* A converter stopped with a conversion running past its grace period hands
+ * the job back, and that uses no attempt: stopped mid-conversion more often
+ * than MAX_ATTEMPTS (3), the job is neither failed nor dead-lettered, and
+ * the next converter finishes it. (Counted as attempts, the third stop
+ * dead-lettered it and the job failed.) */
+static void stopped_conversions_are_handed_back(void **state)
+{
+    (void)state;
+    enum { STOPS = 4 };
+    long dead_before = metric(DEAD_LETTERS);
+    assert_int_equal(server_stop(&conv, SIGTERM), 0);
+    /* no grace, and a conversion slow enough (one thread, LAME's slowest
+     * quality: a second or two) to be stopped in the middle */
+    grace_seconds = 0;
+    threads_per_job = 1;
+    restart_converter(NULL);
+    char id[25];
+    submit(long_path, "long.wav", "{\"quality\":0}", id);
+    struct job j;
+    for (int stop = 1; stop <= STOPS; stop++) {
+        /* this converter has started it (each start adds an attempt) */
+        bool started = false;
+        for (int i = 0; i < 500 && !started; i++) {
+            assert_int_equal(jobs_get(jobs, id, &j), JOBS_OK);
+            started = j.status == JOB_CONVERTING && j.attempts >= stop;
+            if (!started)
+                th_sleep_ms(10);
+        }
+        if (!started) {
+            print_log_tail();
+            fail_msg("stop %d: the job is %s after %d starts", stop, job_status_name(j.status),
+                     j.attempts);
+        }
+        assert_int_equal(server_stop(&conv, SIGTERM), 0);
+        assert_int_equal(jobs_get(jobs, id, &j), JOBS_OK);
+        if (j.status != JOB_CONVERTING)
+            fail_msg("stop %d: the job is %s (%s), not handed back", stop,
+                     job_status_name(j.status), j.error);
+        size_t len = 0;
+        char *log = th_slurp(conv.log, &len);
+        assert_non_null(log);
+        if (strstr(log, "conversion handed back") == NULL) {
+            print_log_tail();
+            fail_msg("stop %d: no \"conversion handed back\" in %s", stop, conv.log);
+        }
+        free(log);
+        if (stop < STOPS)
+            restart_converter(NULL);
+    }
+    grace_seconds = 120;
+    threads_per_job = 0;
+    restart_converter(NULL);
+    j = wait_job(id, 120);
+    if (j.status != JOB_DONE)
+        fail_msg("job %s after %d stops: %s", job_status_name(j.status), STOPS, j.error);
+    assert_int_equal(j.attempts, STOPS + 1);
+    assert_int_equal(th_mp3s_of(id, distributed ? NULL : conv.dir), 1);
+    th_sleep_ms(3500); /* a sweep of VIDEO_QUEUE.dead */
+    assert_int_equal(metric(DEAD_LETTERS), dead_before);
+}
+
 static void videos_kept_or_not(void **state)
 {
     (void)state;
@@ -591,6 +665,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(crash_after_publishing),
         cmocka_unit_test(crash_loop_fails_the_job),
         cmocka_unit_test(sigterm_finishes_the_running_job),
+        cmocka_unit_test(stopped_conversions_are_handed_back),
         cmocka_unit_test(videos_kept_or_not),
         cmocka_unit_test(converter_stops_cleanly),
     };
